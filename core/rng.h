@@ -1,0 +1,55 @@
+// Counter-based random numbers: every value is a pure function of (seed, stream, index).
+//
+// Why counter-based: a dropout mask element i must not depend on which thread computed it, nor on
+// how many threads there are, so the same seed gives the same mask with 1 or 2 threads. A stream
+// is one use (one dropout call, one initialisation); Rng hands out stream numbers in order, so its
+// whole state is two integers and goes into checkpoints for exact resume.
+#pragma once
+
+#include <cstdint>
+
+namespace payless {
+
+class Tensor;
+
+// SplitMix64's finaliser: a fast bijective mix with good avalanche, used as the hash.
+inline uint64_t mix64(uint64_t z) {
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+// Uniform in [0, 1) with 24 random bits, from (seed, stream, index).
+inline float uniform01(uint64_t seed, uint64_t stream, uint64_t index) {
+  uint64_t h = mix64(mix64(seed ^ 0x9e3779b97f4a7c15ULL) + stream * 0xd1b54a32d192ed03ULL + index);
+  return static_cast<float>(h >> 40) * (1.0f / 16777216.0f);
+}
+
+class Rng {
+ public:
+  explicit Rng(uint64_t seed = 1) : seed_(seed) {}
+  uint64_t seed() const { return seed_; }
+  uint64_t streams_used() const { return next_stream_; }
+  // A fresh stream number for one use; the only state that advances.
+  uint64_t take_stream() { return next_stream_++; }
+  void restore(uint64_t seed, uint64_t streams_used) {
+    seed_ = seed;
+    next_stream_ = streams_used;
+  }
+
+  // Fill a tensor (each call takes one stream).
+  void uniform_(Tensor& t, float low, float high);
+  void normal_(Tensor& t, float mean, float stddev);
+  // Glorot/Xavier uniform for a (fan_out, fan_in) weight: bound sqrt(6 / (fan_in + fan_out)).
+  void xavier_uniform_(Tensor& t);
+
+ private:
+  uint64_t seed_;
+  uint64_t next_stream_ = 0;
+};
+
+// The process-wide generator that layers use for initialisation and dropout by default.
+Rng& global_rng();
+void manual_seed(uint64_t seed);
+
+}  // namespace payless

@@ -1,0 +1,219 @@
+// Tensor creation, storage and gradient buffers (see core/tensor.h), and the RNG fills.
+#include "core/tensor.h"
+
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <unordered_map>
+
+#include "core/autograd.h"
+#include "core/rng.h"
+
+namespace payless {
+namespace {
+
+// Size-keyed cache of freed buffers. A training step allocates the same activation sizes every
+// time, so after the first step almost every allocation is a cache hit instead of a malloc of
+// megabytes (which glibc serves with mmap and page faults). Sanitizer builds bypass it so that
+// AddressSanitizer still sees every use after free.
+class BufferCache {
+ public:
+  float* take(int64_t size) {
+#ifndef PAYLESS_NO_BUFFER_CACHE
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = free_.find(size);
+    if (it != free_.end() && !it->second.empty()) {
+      float* p = it->second.back();
+      it->second.pop_back();
+      cached_bytes_ -= bytes(size);
+      return p;
+    }
+#endif
+    void* p = std::aligned_alloc(64, bytes(size));
+    if (!p) fail("out of memory allocating a tensor of ", size, " floats");
+    return static_cast<float*>(p);
+  }
+  void give_back(float* p, int64_t size) {
+#ifndef PAYLESS_NO_BUFFER_CACHE
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (cached_bytes_ + bytes(size) <= kMaxCachedBytes) {
+      free_[size].push_back(p);
+      cached_bytes_ += bytes(size);
+      return;
+    }
+#endif
+    std::free(p);
+  }
+
+ private:
+  static size_t bytes(int64_t size) {
+    size_t b = static_cast<size_t>(size > 0 ? size : 1) * sizeof(float);
+    return (b + 63) / 64 * 64;  // aligned_alloc wants a multiple of the alignment
+  }
+  static constexpr size_t kMaxCachedBytes = size_t(2) << 30;
+  std::mutex mutex_;
+  std::unordered_map<int64_t, std::vector<float*>> free_;
+  size_t cached_bytes_ = 0;
+};
+
+BufferCache& buffer_cache() {
+  static BufferCache* cache = new BufferCache();  // never destroyed: tensors may outlive statics
+  return *cache;
+}
+
+}  // namespace
+
+Storage::Storage(int64_t n) : data(buffer_cache().take(n)), size(n) {}
+Storage::~Storage() { buffer_cache().give_back(data, size); }
+
+TensorImpl& Tensor::impl() const {
+  if (!impl_) fail("use of an undefined tensor");
+  return *impl_;
+}
+
+Tensor Tensor::from_impl(std::shared_ptr<TensorImpl> impl) {
+  Tensor t;
+  t.impl_ = std::move(impl);
+  return t;
+}
+
+Tensor Tensor::empty(const Shape& shape, bool requires_grad) {
+  auto impl = std::make_shared<TensorImpl>();
+  impl->storage = std::make_shared<Storage>(shape.numel());
+  impl->shape = shape;
+  impl->requires_grad = requires_grad;
+  return from_impl(std::move(impl));
+}
+
+Tensor Tensor::full(const Shape& shape, float value, bool requires_grad) {
+  Tensor t = empty(shape, requires_grad);
+  float* p = t.data();
+  for (int64_t i = 0; i < t.numel(); ++i) p[i] = value;
+  return t;
+}
+
+Tensor Tensor::zeros(const Shape& shape, bool requires_grad) {
+  Tensor t = empty(shape, requires_grad);
+  std::memset(t.data(), 0, sizeof(float) * t.numel());
+  return t;
+}
+
+Tensor Tensor::ones(const Shape& shape, bool requires_grad) {
+  return full(shape, 1.0f, requires_grad);
+}
+
+Tensor Tensor::from_data(const Shape& shape, const std::vector<float>& values,
+                         bool requires_grad) {
+  if (static_cast<int64_t>(values.size()) != shape.numel())
+    fail("from_data: ", values.size(), " values do not fill shape ", shape.str());
+  Tensor t = empty(shape, requires_grad);
+  std::memcpy(t.data(), values.data(), sizeof(float) * values.size());
+  return t;
+}
+
+Tensor Tensor::scalar(float value, bool requires_grad) { return full(Shape{}, value, requires_grad); }
+
+Tensor Tensor::arange(int64_t n) {
+  Tensor t = empty(Shape{n});
+  for (int64_t i = 0; i < n; ++i) t.data()[i] = static_cast<float>(i);
+  return t;
+}
+
+float Tensor::item() const {
+  if (numel() != 1) fail("item: ", describe(), " has ", numel(), " elements, not 1");
+  return data()[0];
+}
+
+std::vector<float> Tensor::to_vector() const { return std::vector<float>(data(), data() + numel()); }
+
+Tensor& Tensor::set_requires_grad(bool value) {
+  impl().requires_grad = value;
+  return *this;
+}
+
+Tensor Tensor::grad() const {
+  if (!has_grad()) return Tensor();
+  auto g = std::make_shared<TensorImpl>();
+  g->storage = impl().grad;
+  g->shape = impl().shape;
+  g->name = impl().name.empty() ? "" : impl().name + ".grad";
+  return from_impl(std::move(g));
+}
+
+float* Tensor::grad_ptr() const {
+  TensorImpl& t = impl();
+  if (!t.grad) {
+    t.grad = std::make_shared<Storage>(t.shape.numel());
+    std::memset(t.grad->data, 0, sizeof(float) * t.shape.numel());
+  }
+  return t.grad->data;
+}
+
+void Tensor::zero_grad() { impl().grad.reset(); }
+
+Tensor Tensor::detach() const {
+  auto d = std::make_shared<TensorImpl>();
+  d->storage = impl().storage;
+  d->offset = impl().offset;
+  d->shape = impl().shape;
+  d->name = impl().name;
+  return from_impl(std::move(d));
+}
+
+Tensor Tensor::clone_data() const {
+  Tensor c = empty(shape());
+  std::memcpy(c.data(), data(), sizeof(float) * numel());
+  return c;
+}
+
+Tensor& Tensor::set_name(std::string name) {
+  impl().name = std::move(name);
+  return *this;
+}
+
+std::string Tensor::describe() const {
+  if (!impl_) return "<undefined tensor>";
+  if (impl_->name.empty()) return "tensor " + impl_->shape.str();
+  return "'" + impl_->name + "' " + impl_->shape.str();
+}
+
+IdTensor::IdTensor(const Shape& s, std::vector<int32_t> v) : shape(s), values(std::move(v)) {
+  if (static_cast<int64_t>(values.size()) != shape.numel())
+    fail("IdTensor: ", values.size(), " ids do not fill shape ", shape.str());
+}
+
+// ---- random fills (core/rng.h) ----
+
+void Rng::uniform_(Tensor& t, float low, float high) {
+  uint64_t stream = take_stream();
+  float* p = t.data();
+  for (int64_t i = 0; i < t.numel(); ++i) p[i] = low + (high - low) * uniform01(seed_, stream, i);
+}
+
+void Rng::normal_(Tensor& t, float mean, float stddev) {
+  // Box-Muller on the pair of uniforms (2i, 2i+1); 1 - u keeps the log argument in (0, 1].
+  uint64_t stream = take_stream();
+  float* p = t.data();
+  const double two_pi = 6.283185307179586;
+  for (int64_t i = 0; i < t.numel(); ++i) {
+    double u1 = 1.0 - uniform01(seed_, stream, 2 * i);
+    double u2 = uniform01(seed_, stream, 2 * i + 1);
+    p[i] = mean + stddev * static_cast<float>(std::sqrt(-2.0 * std::log(u1)) * std::cos(two_pi * u2));
+  }
+}
+
+void Rng::xavier_uniform_(Tensor& t) {
+  if (t.rank() != 2) fail("xavier_uniform_: ", t.describe(), " is not a 2-D (out, in) weight");
+  float bound = std::sqrt(6.0f / static_cast<float>(t.size(0) + t.size(1)));
+  uniform_(t, -bound, bound);
+}
+
+Rng& global_rng() {
+  static Rng rng(1);
+  return rng;
+}
+
+void manual_seed(uint64_t seed) { global_rng().restore(seed, 0); }
+
+}  // namespace payless
