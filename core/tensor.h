@@ -86,6 +86,8 @@ class Tensor {
   std::string describe() const;
 
   bool same_as(const Tensor& other) const { return impl_ == other.impl_; }
+  // How many handles share this tensor (the tape's saved copies included); for tests.
+  long use_count() const { return impl_.use_count(); }
   TensorImpl& impl() const;
   static Tensor from_impl(std::shared_ptr<TensorImpl> impl);
 
