@@ -104,4 +104,25 @@ Tensor expand(const Tensor& x, const Shape& shape);
 // except into row padding_idx (pass -1 for none), which gets no gradient.
 Tensor embedding(const Tensor& weight, const IdTensor& ids, int32_t padding_idx = -1);
 
+// ---------------------------------------------------------------- conv.cpp
+// The paper's depth-wise convolutions (spec §1.5, §2.1) on x (B, T, C). H heads share kernels:
+// channel c uses kernel row h(c) = c / (C/H), so head h owns the contiguous channels
+// [h·C/H, (h+1)·C/H). P = padding_l in [0, K-1]: K-1 causal (decoder), K/2 centred (encoder).
+// Inputs outside [0, T) count as 0, and nothing is renormalised at the edges. The weights come in
+// already normalised (softmax over K, then DropConnect): the layers compose those ops.
+//
+// LightweightConv, weight (H, K) shared by every position:
+//   y[b,t,c] = Σ_k weight[h(c), k] · x[b, t+k-P, c]                       -> (B, T, C)
+Tensor lightweight_conv(const Tensor& x, const Tensor& weight, int64_t padding_l);
+// DynamicConv, weights (B, T, H, K): one kernel per position:
+//   y[b,t,c] = Σ_k weights[b, t, h(c), k] · x[b, t+k-P, c]                -> (B, T, C)
+Tensor dynamic_conv(const Tensor& x, const Tensor& weights, int64_t padding_l);
+// One causal decoding step (spec §1.7, §2.5). window (N, j, C) holds the last j <= K inputs,
+// oldest first, the newest last; they meet the LAST j taps (the softmax was over all K):
+//   y[n,0,c] = Σ_{i<j} weight[h(c), K-j+i] · window[n, i, c]               -> (N, 1, C)
+// which equals the newest row of the full causal forward. Inference only: throws if a gradient
+// would be needed (call under NoGrad). weights for dynamic_conv_step are (N, H, K).
+Tensor lightweight_conv_step(const Tensor& window, const Tensor& weight);
+Tensor dynamic_conv_step(const Tensor& window, const Tensor& weights);
+
 }  // namespace payless
