@@ -77,6 +77,7 @@ struct LmBatch {
 
 class LmBatcher {
  public:
+  // Copies the corpus into its stream; the corpus may go away afterwards.
   LmBatcher(const Corpus& corpus, const LmBatchOptions& options);
 
   int64_t stream_length() const { return static_cast<int64_t>(stream_.size()); }

@@ -46,7 +46,7 @@ struct BpeCodes {
 // Learns up to num_merges merges; stops early when the best pair occurs fewer than
 // min_frequency times (subword-nmt's default is 2). Deterministic. Cost: a pair-count index
 // that is updated only for the words that contain the merged pair (10k merges on the 4.6 MB
-// English Bible take about a second).
+// English Bible take 0.1 s after counting its words, 0.2 s).
 BpeCodes learn_bpe(const WordCounts& counts, int64_t num_merges, int64_t min_frequency = 2);
 
 // Applies codes. Segmentations are cached per word, so a corpus costs one segmentation per
