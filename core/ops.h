@@ -66,7 +66,9 @@ Tensor softmax(const Tensor& x);      // over the last dim, max-subtracted
 Tensor log_softmax(const Tensor& x);  // over the last dim, x - max - log Σ exp(x - max)
 
 // Label-smoothed cross-entropy over logits, fused with the log-softmax (spec §7).
-//   logits (N, V), targets N ids. Rows whose target is ignore_index contribute nothing.
+//   logits (N, V), targets N ids; or logits (..., V) with targets of the leading shape (B, T).
+//   Rows whose target is ignore_index contribute nothing; any other target outside [0, V) is
+//   an error naming the row.
 //   With lp = log_softmax(logits) row-wise and ε = smoothing:
 //     kPaper   (paper-era):  loss = (1-ε)·(-lp[y]) + ε/V · Σ_v (-lp[v])
 //     kCurrent (fairseq now): loss = (1-ε-ε/(V-1))·(-lp[y]) + ε/(V-1) · Σ_v (-lp[v])
