@@ -386,3 +386,24 @@ TEST_CASE("Transformer layers match PyTorch (fixtures)", "[layers][transformer][
                          [&]() { return layer.forward(inputs.at("x"), inputs.at("encoder_out"), mask); });
   }
 }
+
+TEST_CASE("dropout acts only in training mode", "[layers][transformer][dropout]") {
+  NoGrad no_grad;
+  TransformerLayerConfig config = small_config(false);
+  config.dropout = config.attention_dropout = config.relu_dropout = 0.3f;
+  TransformerDecoderLayer layer(config);
+  Tensor x = random_input({2, 3, 8}, 26), encoder_out = random_input({2, 4, 8}, 27);
+  Tensor a = layer.forward(x, encoder_out), b = layer.forward(x, encoder_out);
+  CHECK(max_abs_diff(a, b) > 1e-3f);  // each call draws fresh masks
+  layer.eval();
+  Tensor c = layer.forward(x, encoder_out), d = layer.forward(x, encoder_out);
+  CHECK(c.to_vector() == d.to_vector());
+  // In eval mode the layer is the same function as one built without dropout.
+  TransformerDecoderLayer plain(small_config(false));
+  NamedTensors from = layer.named_parameters(), to = plain.named_parameters();
+  for (size_t i = 0; i < from.size(); ++i) {
+    Tensor dst = to[i].second;
+    std::copy(from[i].second.data(), from[i].second.data() + dst.numel(), dst.data());
+  }
+  CHECK(max_abs_diff(plain.forward(x, encoder_out), c) <= 1e-6f);
+}
