@@ -191,8 +191,9 @@ bool Trainer::train_one_update() {
   if (!finite || tokens == 0) {
     optimizer_->zero_grad();
     ++bad_in_a_row_;
-    std::fprintf(stderr, "update %lld: non-finite %s, update skipped (%lld in a row, limit %lld)\n",
-                 static_cast<long long>(updates_ + 1), tokens == 0 ? "batch (no target tokens)" : "loss or gradient norm",
+    std::fprintf(stderr, "update %lld: %s, update skipped (%lld in a row, limit %lld)\n",
+                 static_cast<long long>(updates_ + 1),
+                 !finite ? "non-finite loss or gradient norm" : "no target tokens in the batches",
                  static_cast<long long>(bad_in_a_row_), static_cast<long long>(config_.max_bad_steps));
     log_event({{"type", "skipped"}, {"update", updates_ + 1}, {"in_a_row", bad_in_a_row_}});
     if (bad_in_a_row_ >= config_.max_bad_steps)
@@ -236,6 +237,8 @@ void Trainer::validate_and_maybe_save_best() {
 }
 
 void Trainer::save_periodic() {
+  if (last_saved_update_ == updates_) return;  // the end of a run right after a periodic save
+  last_saved_update_ = updates_;
   save(checkpoint_path("last"));
   if (config_.keep_last_checkpoints <= 0) return;
   save(checkpoint_path(std::to_string(updates_)));

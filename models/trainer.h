@@ -111,6 +111,7 @@ class Trainer {
   EvalResult last_valid_;
   std::vector<UpdateRecord> history_;
   std::vector<int64_t> numbered_checkpoints_;
+  int64_t last_saved_update_ = -1;
   double previous_seconds_ = 0;  // training time of earlier runs (restored on resume)
   std::chrono::steady_clock::time_point start_;
   // Since the last log line:
