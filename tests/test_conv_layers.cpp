@@ -12,6 +12,7 @@
 
 #include "core/autograd.h"
 #include "core/ops.h"
+#include "layers/conv_layers.h"
 #include "layers/dynamic_conv.h"
 #include "layers/lightweight_conv.h"
 #include "tests/support/gradcheck.h"
@@ -152,7 +153,8 @@ TEST_CASE("conv module gradients, parameters included", "[layers][conv][gradchec
 TEST_CASE("DynamicConv's input gradient has both paths: conv and kernel generator", "[layers][conv]") {
   // Counter-check for the gradcheck above: dropping the generator path (detaching the kernels)
   // changes ∂x, so the gradient check really sees the second path.
-  DynamicConv conv(6, 3, 2, 2);
+  Rng init(43);
+  DynamicConv conv(6, 3, 2, 2, true, 0.0f, false, init);
   conv.eval();
   Tensor x = random_input({1, 4, 6}, 12);
   backward(sum(conv.forward(x)));
@@ -263,5 +265,228 @@ TEST_CASE("DropConnect keeps the expectation, does not renormalise, and is off i
     Tensor eval_again = conv.forward(one, rng);
     CHECK(max_abs_diff(eval, eval_again) == 0.0f);
     for (int64_t i = 0; i < 5 * C; ++i) CHECK(train.data()[i] == Approx(eval.data()[i]).margin(0.02));
+  }
+}
+
+// ---- the encoder and decoder layers --------------------------------------------------------------
+
+namespace {
+
+LightConvLayerConfig small_config(ConvType type, bool glu, bool pre_norm, int64_t K) {
+  LightConvLayerConfig c;
+  c.embed_dim = 8;
+  c.conv_dim = 8;
+  c.ffn_dim = 12;
+  c.heads = 2;
+  c.kernel_size = K;
+  c.conv_type = type;
+  c.glu = glu;
+  c.normalize_before = pre_norm;
+  c.dropout = 0.1f;
+  c.input_dropout = 0.2f;
+  c.weight_dropout = 0.25f;
+  // These two draw from global_rng() inside FeedForward / MultiheadAttention; the gradient checks
+  // need every call to see the same masks, and our own Rng only reaches the layer's own dropouts.
+  c.relu_dropout = 0.0f;
+  c.attention_dropout = 0.0f;
+  return c;
+}
+
+const char* type_name(ConvType t) { return t == ConvType::kLightweight ? "lightweight" : "dynamic"; }
+
+std::vector<std::string> names_of(const Module& m) {
+  std::vector<std::string> out;
+  for (auto& [name, t] : m.named_parameters()) out.push_back(name);
+  return out;
+}
+
+// Parameters of every module a little away from their initial values (LayerNorm gains 1 and
+// biases 0 would hide a swapped gain/bias), from a fixed seed.
+void perturb_parameters(Module& m, uint64_t seed) {
+  for (auto& [name, t] : m.named_parameters()) {
+    Tensor noise = Tensor::empty(t.shape());
+    Rng(seed++).uniform_(noise, -0.1f, 0.1f);
+    for (int64_t i = 0; i < t.numel(); ++i) t.data()[i] += noise.data()[i];
+  }
+}
+
+}  // namespace
+
+TEST_CASE("conv layers use the reference parameter names", "[layers][conv]") {
+  LightConvLayerConfig c = small_config(ConvType::kDynamic, true, false, 3);
+  LightConvEncoderLayer enc(c);
+  CHECK(names_of(enc) ==
+        std::vector<std::string>{"linear1.weight", "linear1.bias", "conv.weight_linear.weight",
+                                 "linear2.weight", "linear2.bias", "fc1.weight", "fc1.bias",
+                                 "fc2.weight", "fc2.bias", "layer_norm1.weight", "layer_norm1.bias",
+                                 "layer_norm2.weight", "layer_norm2.bias"});
+  c.conv_type = ConvType::kLightweight;
+  LightConvDecoderLayer dec(c);
+  CHECK(names_of(dec) ==
+        std::vector<std::string>{
+            "linear1.weight", "linear1.bias", "conv.weight", "linear2.weight", "linear2.bias",
+            "conv_layer_norm.weight", "conv_layer_norm.bias", "encoder_attn.q_proj.weight",
+            "encoder_attn.q_proj.bias", "encoder_attn.k_proj.weight", "encoder_attn.k_proj.bias",
+            "encoder_attn.v_proj.weight", "encoder_attn.v_proj.bias", "encoder_attn.out_proj.weight",
+            "encoder_attn.out_proj.bias", "encoder_attn_layer_norm.weight",
+            "encoder_attn_layer_norm.bias", "fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias",
+            "final_layer_norm.weight", "final_layer_norm.bias"});
+  LightConvDecoderLayer lm(c, /*encoder_attention=*/false);
+  for (const std::string& name : names_of(lm)) CHECK(name.find("encoder_attn") == std::string::npos);
+  CHECK(enc.linear1.weight.shape() == Shape{16, 8});  // d -> 2C with GLU
+  CHECK(dec.conv.lightweight->padding_l == 2);        // causal
+  CHECK(enc.conv.dynamic->padding_l == 1);            // centred
+}
+
+TEST_CASE("conv layer parameter counts follow spec §4.8", "[layers][conv]") {
+  const int64_t d = 16, F = 24, H = 4, K = 5;  // C = d, as in every registered arch
+  for (ConvType type : {ConvType::kLightweight, ConvType::kDynamic})
+    for (bool glu : {false, true}) {
+      INFO(type_name(type) << (glu ? " with GLU" : " without GLU"));
+      LightConvLayerConfig c;
+      c.embed_dim = c.conv_dim = d;
+      c.ffn_dim = F;
+      c.heads = H;
+      c.kernel_size = K;
+      c.conv_type = type;
+      c.glu = glu;
+      const int64_t C = d, g = glu ? 2 : 1;
+      const int64_t conv = type == ConvType::kLightweight ? H * K : C * H * K;
+      const int64_t encoder = (d * g * C + g * C) + (C * d + d) + (d * F + F) + (F * d + d) + 4 * d + conv;
+      CHECK(LightConvEncoderLayer(c).num_parameters() == encoder);
+      CHECK(LightConvDecoderLayer(c).num_parameters() == encoder + 4 * (d * d + d) + 2 * d);
+      CHECK(LightConvDecoderLayer(c, false).num_parameters() == encoder);  // LM: two LayerNorms
+    }
+}
+
+TEST_CASE("conv layers reject bad configurations and inputs", "[layers][conv][errors]") {
+  LightConvLayerConfig c = small_config(ConvType::kDynamic, true, false, 4);
+  CHECK_THROWS_WITH(LightConvEncoderLayer(c), Catch::Contains("even"));
+  CHECK_NOTHROW(LightConvDecoderLayer(c));
+  c.kernel_size = 3;
+  c.input_dropout = 1.0f;
+  CHECK_THROWS_WITH(LightConvEncoderLayer(c), Catch::Contains("input_dropout"));
+  c.input_dropout = 0.0f;
+  LightConvEncoderLayer enc(c);
+  CHECK_THROWS_WITH(enc.forward(Tensor::zeros({2, 5, 7})), Catch::Contains("d = 8"));
+  CHECK_THROWS_WITH(enc.forward(Tensor::zeros({2, 5, 8}), Tensor::zeros({2, 4})),
+                    Catch::Contains("padding_mask") && Catch::Contains("[2, 4]"));
+  LightConvDecoderLayer dec(c), lm(c, false);
+  CHECK_THROWS_WITH(dec.forward(Tensor::zeros({2, 5, 8})), Catch::Contains("no encoder_out"));
+  CHECK_THROWS_WITH(lm.forward(Tensor::zeros({2, 5, 8}), Tensor::zeros({2, 3, 8})),
+                    Catch::Contains("language-model"));
+}
+
+TEST_CASE("conv layer gradients, every parameter included", "[layers][conv][gradcheck]") {
+  const int64_t B = 2, T = 5, S = 4;
+  Tensor x = random_input({B, T, 8}, 21);
+  Tensor enc_out = random_input({B, S, 8}, 22);
+  // Sentence 1 has two padded positions (left-padded source).
+  Tensor src_mask = Tensor::from_data({B, T}, {0, 0, 0, 0, 0, 1, 1, 0, 0, 0});
+  Tensor enc_attn_mask = Tensor::from_data({B, S}, {0, 0, 0, 0, 1, 0, 0, 0});
+  // A whole layer has ReLUs, GLU gates and LayerNorms: the default step of 1e-2 lets enough
+  // pre-activations cross the ReLU kink to spoil a few central differences, 1e-3 does not.
+  payless::testing::GradCheckOptions smooth_step;
+  smooth_step.step = 1e-3;
+  for (ConvType type : {ConvType::kLightweight, ConvType::kDynamic})
+    for (bool pre : {false, true}) {
+      const bool glu = !pre;  // two of the four GLU/norm combinations per conv type
+      const std::string what = std::string(type_name(type)) + (pre ? ", pre-norm" : ", post-norm") +
+                               (glu ? ", GLU" : "");
+      Rng init(40);  // fixed weights whatever the tests run before
+      LightConvEncoderLayer enc(small_config(type, glu, pre, 3), init);
+      perturb_parameters(enc, 30);
+      Inputs in{x};
+      for (auto& [name, t] : enc.named_parameters()) in.push_back(t);
+      check_gradients("encoder layer " + what, in, [&](const Inputs& in) {
+        Rng rng(5);  // every call sees the same dropout and DropConnect masks
+        return enc.forward(in[0], src_mask, rng);
+      }, smooth_step);
+
+      LightConvDecoderLayer dec(small_config(type, glu, pre, 4), true, init);
+      perturb_parameters(dec, 60);
+      Inputs din{x, enc_out};
+      for (auto& [name, t] : dec.named_parameters()) din.push_back(t);
+      check_gradients("decoder layer " + what, din, [&](const Inputs& in) {
+        Rng rng(6);
+        return dec.forward(in[0], in[1], enc_attn_mask, rng);
+      }, smooth_step);
+    }
+}
+
+TEST_CASE("conv decoder layer: step-by-step decoding equals the full forward, across a reorder",
+          "[layers][conv]") {
+  const int64_t N = 3, T = 6, S = 5;
+  Tensor x = random_input({N, T, 8}, 23).detach();
+  Tensor enc_out = random_input({N, S, 8}, 24).detach();
+  Tensor enc_mask = Tensor::from_data({N, S}, {0, 0, 0, 0, 0, 1, 1, 0, 0, 0, 1, 0, 0, 0, 0});
+  const int64_t reorder_after = 2;
+  const std::vector<int64_t> order{1, 1, 2};
+  // After the reorder, hypothesis n continues old hypothesis order[n]: its prefix and its source.
+  Tensor x2 = x.clone_data();
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t t = 0; t <= reorder_after; ++t)
+      for (int64_t c = 0; c < 8; ++c) x2.data()[(n * T + t) * 8 + c] = x.data()[(order[n] * T + t) * 8 + c];
+  Tensor enc_out2 = reorder_batch(enc_out, order), enc_mask2 = reorder_batch(enc_mask, order);
+  for (ConvType type : {ConvType::kLightweight, ConvType::kDynamic})
+    for (bool pre : {false, true})
+      for (bool with_encoder : {true, false}) {
+        INFO(type_name(type) << (pre ? " pre-norm" : " post-norm") << (with_encoder ? "" : " LM"));
+        Rng init(41);
+        LightConvDecoderLayer dec(small_config(type, /*glu=*/!pre, pre, 4), with_encoder, init);
+        perturb_parameters(dec, 90);
+        dec.eval();
+        NoGrad no_grad;
+        const Tensor e = with_encoder ? enc_out : Tensor(), m = with_encoder ? enc_mask : Tensor();
+        const Tensor e2 = with_encoder ? enc_out2 : Tensor(), m2 = with_encoder ? enc_mask2 : Tensor();
+        Tensor full = dec.forward(x, e, m), full2 = dec.forward(x2, e2, m2);
+        LightConvDecoderLayerState state;
+        for (int64_t t = 0; t < T; ++t) {
+          INFO("step " << t);
+          const bool after = t > reorder_after;
+          Tensor y = dec.step(time_step(after ? x2 : x, t), e, m, state);
+          CHECK(max_abs_diff(y, time_step(after ? full2 : full, t)) <= 1e-5f);
+          if (t == reorder_after) state.reorder(order);
+        }
+        CHECK(state.conv.length() == 3);  // K-1: constant memory
+      }
+}
+
+TEST_CASE("conv encoder layer: real positions do not depend on left padding", "[layers][conv]") {
+  for (ConvType type : {ConvType::kLightweight, ConvType::kDynamic}) {
+    INFO(type_name(type));
+    Rng init(42);
+    LightConvEncoderLayer enc(small_config(type, true, false, 5), init);
+    perturb_parameters(enc, 120);
+    enc.eval();
+    NoGrad no_grad;
+    // Two sentences of lengths 4 and 2, each alone and unpadded...
+    Tensor a = random_input({1, 4, 8}, 25).detach(), b = random_input({1, 2, 8}, 26).detach();
+    Tensor ya = enc.forward(a), yb = enc.forward(b);
+    // ... then in one batch, left-padded to T = 4 + extra, with garbage (not zeros) at the pads.
+    for (int64_t extra : {0, 3}) {
+      INFO("extra padding " << extra);
+      const int64_t T = 4 + extra;
+      Tensor x = random_input({2, T, 8}, 27).detach();  // the garbage
+      Tensor mask = Tensor::zeros({2, T});
+      for (int64_t t = 0; t < T; ++t) {
+        const int64_t pad_a = T - 4, pad_b = T - 2;
+        mask.data()[t] = t < pad_a;
+        mask.data()[T + t] = t < pad_b;
+        for (int64_t c = 0; c < 8; ++c) {
+          if (t >= pad_a) x.data()[t * 8 + c] = a.data()[(t - pad_a) * 8 + c];
+          if (t >= pad_b) x.data()[(T + t) * 8 + c] = b.data()[(t - pad_b) * 8 + c];
+        }
+      }
+      Tensor y = enc.forward(x, mask);
+      float diff = 0.0f;
+      for (int64_t t = 0; t < 4; ++t)
+        for (int64_t c = 0; c < 8; ++c)
+          diff = std::max(diff, std::fabs(y.data()[(T - 4 + t) * 8 + c] - ya.data()[t * 8 + c]));
+      for (int64_t t = 0; t < 2; ++t)
+        for (int64_t c = 0; c < 8; ++c)
+          diff = std::max(diff, std::fabs(y.data()[(T + T - 2 + t) * 8 + c] - yb.data()[t * 8 + c]));
+      CHECK(diff <= 1e-5f);
+    }
   }
 }
