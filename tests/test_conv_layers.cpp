@@ -490,3 +490,112 @@ TEST_CASE("conv encoder layer: real positions do not depend on left padding", "[
     }
   }
 }
+
+// ---- PyTorch fixtures ----------------------------------------------------------------------------
+
+namespace {
+
+using nlohmann::json;
+
+json load_fixture(const std::string& name) {
+  const std::string path = std::string(PAYLESS_SOURCE_DIR) + "/tests/fixtures/" + name + ".json";
+  std::ifstream in(path);
+  INFO("fixture " << path << " (written by tests/fixtures/make_fixtures_conv.py)");
+  REQUIRE(in.good());
+  return json::parse(in);
+}
+
+Tensor tensor_from(const json& j) {
+  return Tensor::from_data(Shape(j.at("shape").get<std::vector<int64_t>>()),
+                           j.at("data").get<std::vector<float>>());
+}
+
+// Loads the fixture's parameters into m by name (both sides must hold the same names), runs
+// out = f(inputs), and compares the output (<= 1e-5) and the gradients of sum(out * r) for every
+// input and parameter (<= 1e-4).
+void compare_with_fixture(const json& fixture, Module& m, std::map<std::string, Tensor>& inputs,
+                          const std::function<Tensor()>& f) {
+  const json& params = fixture.at("params");
+  NamedTensors ours = m.named_parameters();
+  REQUIRE(ours.size() == params.size());
+  for (auto& [name, t] : ours) {
+    INFO("parameter " << name);
+    REQUIRE(params.contains(name));
+    Tensor value = tensor_from(params.at(name));
+    REQUIRE(value.shape() == t.shape());
+    std::copy(value.data(), value.data() + value.numel(), t.data());
+  }
+  m.eval();
+  m.zero_grad();
+  for (auto& [name, t] : inputs) t.set_requires_grad(true).zero_grad();
+  Tensor out = f();
+  CHECK(max_abs_diff(out, tensor_from(fixture.at("output"))) <= 1e-5f);
+  backward(out, tensor_from(fixture.at("r")));
+  const json& grads = fixture.at("grads");
+  for (auto& [name, t] : inputs) {
+    INFO("gradient of input " << name);
+    REQUIRE(t.has_grad());
+    CHECK(max_abs_diff(t.grad(), tensor_from(grads.at(name))) <= 1e-4f);
+  }
+  for (auto& [name, t] : m.named_parameters()) {
+    INFO("gradient of parameter " << name);
+    REQUIRE(t.has_grad());
+    CHECK(max_abs_diff(t.grad(), tensor_from(grads.at(name))) <= 1e-4f);
+  }
+}
+
+std::map<std::string, Tensor> inputs_of(const json& fixture) {
+  std::map<std::string, Tensor> inputs;
+  for (auto& [name, value] : fixture.at("inputs").items()) inputs[name] = tensor_from(value);
+  return inputs;
+}
+
+LightConvLayerConfig config_of(const json& c) {
+  LightConvLayerConfig config;
+  config.embed_dim = config.conv_dim = c.at("C").get<int64_t>();
+  config.ffn_dim = c.at("F").get<int64_t>();
+  config.heads = c.at("H").get<int64_t>();
+  config.kernel_size = c.at("kernel_size").get<int64_t>();
+  config.conv_type = c.at("conv_type") == "lightweight" ? ConvType::kLightweight : ConvType::kDynamic;
+  config.glu = c.at("glu").get<bool>();
+  config.normalize_before = c.at("normalize_before").get<bool>();
+  config.dropout = config.input_dropout = config.relu_dropout = 0.0f;
+  config.attention_dropout = config.weight_dropout = 0.0f;
+  return config;
+}
+
+}  // namespace
+
+TEST_CASE("conv modules equal the PyTorch fixtures", "[layers][conv][fixtures]") {
+  for (const char* name : {"conv_lightweight_k3", "conv_lightweight_k4_causal", "conv_lightweight_k7_causal",
+                           "conv_dynamic_k3", "conv_dynamic_k4_causal", "conv_dynamic_k7_causal"}) {
+    INFO("fixture " << name);
+    const json fixture = load_fixture(name);
+    const json& c = fixture.at("config");
+    const int64_t C = c.at("C"), H = c.at("H"), K = c.at("kernel_size"), P = c.at("padding_l");
+    auto inputs = inputs_of(fixture);
+    AnyConv conv = make_conv(c.at("conv_type") == "dynamic", C, K, H, P);
+    compare_with_fixture(fixture, conv.module(), inputs, [&] { return conv.forward(inputs.at("x")); });
+  }
+}
+
+TEST_CASE("conv encoder and decoder layers equal the PyTorch fixtures", "[layers][conv][fixtures]") {
+  {
+    const json fixture = load_fixture("conv_encoder_layer");
+    LightConvEncoderLayer enc(config_of(fixture.at("config")));
+    auto inputs = inputs_of(fixture);
+    const Tensor mask = tensor_from(fixture.at("masks").at("padding_mask"));
+    compare_with_fixture(fixture, enc, inputs, [&] { return enc.forward(inputs.at("x"), mask); });
+  }
+  for (const char* name : {"conv_decoder_layer", "conv_decoder_layer_lm"}) {
+    INFO("fixture " << name);
+    const json fixture = load_fixture(name);
+    const bool with_encoder = fixture.at("config").at("encoder_attention").get<bool>();
+    LightConvDecoderLayer dec(config_of(fixture.at("config")), with_encoder);
+    auto inputs = inputs_of(fixture);
+    const Tensor mask = with_encoder ? tensor_from(fixture.at("masks").at("encoder_padding_mask")) : Tensor();
+    compare_with_fixture(fixture, dec, inputs, [&] {
+      return dec.forward(inputs.at("x"), with_encoder ? inputs.at("encoder_out") : Tensor(), mask);
+    });
+  }
+}
