@@ -24,18 +24,20 @@ DynamicConv::DynamicConv(int64_t channels, int64_t kernel_size, int64_t heads, i
   }
 }
 
-Tensor DynamicConv::kernels(const Tensor& x) const {
+Tensor DynamicConv::kernel_weights(const Tensor& x) const {
   check_conv_input("DynamicConv", x, channels, weight_linear.weight);
   const int64_t B = x.size(0), T = x.size(1);
-  Tensor logits = weight_linear.forward(x);                         // (B, T, H·K)
-  Tensor a = reshape(logits, {B, T, heads, kernel_size});           // (B, T, H, K): row h·K+k
-  return weight_softmax ? softmax(a) : a;                           // softmax over the K taps
+  Tensor logits = weight_linear.forward(x);  // (B, T, H·K)
+  Tensor a = reshape(logits, {B, T, heads, kernel_size});  // (B, T, H, K): row h·K+k
+  return weight_softmax ? softmax(a) : a;  // softmax over the K taps
 }
 
 Tensor DynamicConv::forward(const Tensor& x, Rng& rng) const {
-  Tensor a = kernels(x);                                            // (B, T, H, K)
+  Tensor a = kernel_weights(x);  // (B, T, H, K)
+  // DropConnect after the softmax, one draw per (b, t, h, k), scaled by 1/(1-p) and not
+  // renormalised (spec §2.1): plain inverted dropout on A.
   if (is_training() && weight_dropout > 0.0f) a = dropout(a, weight_dropout, true, rng);
-  Tensor y = dynamic_conv(x, a, padding_l);                         // (B, T, C)
+  Tensor y = dynamic_conv(x, a, padding_l);  // (B, T, C)
   if (conv_bias.defined()) y = add(y, conv_bias);
   return y;
 }
@@ -48,9 +50,9 @@ Tensor DynamicConv::step(const Tensor& x, ConvState& state) const {
   if (is_training() && weight_dropout > 0.0f)
     fail("DynamicConv: step() is inference and applies no DropConnect; call eval() before decoding");
   NoGrad no_grad;
-  Tensor a = kernels(x);                                            // (N, 1, H, K), checks x
+  Tensor a = kernel_weights(x);  // (N, 1, H, K), checks x
   const int64_t N = x.size(0);
-  Tensor window = advance_window(state, x, kernel_size);            // (N, j, C)
+  Tensor window = advance_window(state, x, kernel_size);  // (N, j, C)
   Tensor y = dynamic_conv_step(window, reshape(a, {N, heads, kernel_size}));  // (N, 1, C)
   if (conv_bias.defined()) y = add(y, conv_bias);
   return y;

@@ -42,7 +42,7 @@ class DynamicConv : public Module {
   Tensor step(const Tensor& x, ConvState& state) const;
 
   // A (B, T, H, K): the normalised kernels forward() uses before DropConnect.
-  Tensor kernels(const Tensor& x) const;
+  Tensor kernel_weights(const Tensor& x) const;
 
   const int64_t channels, kernel_size, heads, padding_l;
   const bool weight_softmax;

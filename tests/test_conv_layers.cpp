@@ -160,7 +160,7 @@ TEST_CASE("DynamicConv's input gradient has both paths: conv and kernel generato
   backward(sum(conv.forward(x)));
   std::vector<float> full = x.grad().to_vector();
   x.zero_grad();
-  Tensor a = conv.kernels(x).detach();
+  Tensor a = conv.kernel_weights(x).detach();
   backward(sum(dynamic_conv(x, a, 2)));
   std::vector<float> conv_only = x.grad().to_vector();
   float diff = 0.0f;
