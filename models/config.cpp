@@ -176,7 +176,9 @@ ModelConfig lm_preset(const std::string& block, int64_t d, int64_t f, int64_t la
   c.decoder.kernel_sizes = std::move(kernels);
   c.decoder.normalize_before = true;  // the reference forces pre-norm for LMs (spec §4.7)
   c.decoder.glu = true;
-  c.share_decoder_input_output_embed = true;
+  // Untied output embedding, the reference's default for lightconv_lm: with a tied one and no
+  // final LayerNorm, sqrt(d)·E[x] makes the first predictions confidently repeat the input.
+  c.share_decoder_input_output_embed = false;
   return c;
 }
 
