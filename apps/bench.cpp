@@ -1,41 +1,34 @@
-// payless bench: measured speed of the pieces, printed as a table and as JSON lines.
+// payless bench: measured speed of the pieces and of whole models, printed as JSON lines and as a
+// readable table.
 //
-// Workloads (definitions in docs/benchmarks.md):
-//   ops   - matmul at the shapes of a d=512 model, through our op and straight through
-//           cblas_sgemm, against the single-core FMA peak measured right here.
+// Workloads (precise definitions and results in docs/benchmarks.md):
+//   ops     - the machine (FMA peak, STREAM-like copy/triad bandwidth), matmul through our op and
+//             straight through cblas_sgemm, and the other hot kernels (softmax, LayerNorm,
+//             cross-entropy, both convolutions) as GFLOP/s or GB/s against those two ceilings.
+//   train   - forward + backward + Adam on a fixed synthetic batch (apps/bench_train.cpp).
+//   decode  - greedy (and beam 4 for mt) incremental decoding of 50 tokens (apps/bench_decode.cpp).
+//   layer   - one conv block vs one self-attention sublayer as T grows (apps/bench_layer.cpp).
+//   compare - any of the above against bench/torch_reference.py, interleaved (apps/bench_compare.cpp).
 // Times are the median of several repetitions after a warm-up; compare ratios from one run,
 // since absolute times on a shared machine are noisy.
 #include <cblas.h>
 #include <immintrin.h>
 
-#include <algorithm>
-#include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <nlohmann/json.hpp>
 
+#include "apps/bench.h"
 #include "apps/cli.h"
 #include "core/autograd.h"
+#include "core/kernels/conv.h"
+#include "core/kernels/norm.h"
+#include "core/kernels/softmax.h"
 #include "core/ops.h"
 #include "core/parallel.h"
 
-namespace payless {
+namespace payless::bench {
 namespace {
-
-using Clock = std::chrono::steady_clock;
-
-// Median seconds of `reps` runs of f after one warm-up run.
-template <typename F>
-double median_seconds(int reps, F f) {
-  f();
-  std::vector<double> times;
-  for (int r = 0; r < reps; ++r) {
-    auto start = Clock::now();
-    f();
-    times.push_back(std::chrono::duration<double>(Clock::now() - start).count());
-  }
-  std::sort(times.begin(), times.end());
-  return times[times.size() / 2];
-}
 
 // Single-core fp32 FMA peak: 12 independent accumulator chains hide the FMA latency (4 cycles ×
 // 2 pipes on Zen 4), so the loop runs at the issue rate of the vector FMA units.
@@ -59,7 +52,7 @@ double measure_fma_peak_gflops() {
   };
 #endif
   float sink = 0;
-  double seconds = median_seconds(3, [&] {
+  double seconds = median_seconds(1, 3, [&] {
     Vec acc[12];
     for (int j = 0; j < 12; ++j) acc[j] = set1(0.001f * j);
     const Vec a = set1(0.999999f), b = set1(1e-7f);
@@ -71,22 +64,66 @@ double measure_fma_peak_gflops() {
   return 2.0 * kLanes * 12 * iterations / seconds / 1e9;
 }
 
+// STREAM-like bandwidth over arrays far larger than the caches (3 × 128 MB), with the given
+// threads. Bytes counted as STREAM does: copy moves 2 arrays (read a, write c), triad 3
+// (read b, c, write a); no write-allocate traffic. This is measurement code, not an engine kernel,
+// so it carries its own OpenMP loops.
+struct Bandwidth {
+  double copy_gbs, triad_gbs;
+};
+Bandwidth measure_bandwidth(int threads) {
+  const int64_t n = 32 * 1024 * 1024;
+  Tensor a = Tensor::full({n}, 1.0f), b = Tensor::full({n}, 2.0f), c = Tensor::zeros({n});
+  float *pa = a.data(), *pb = b.data(), *pc = c.data();
+  const float s = 0.5f;
+  double copy = median_seconds(1, 5, [&] {
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int64_t i = 0; i < n; ++i) pc[i] = pa[i];
+  });
+  double triad = median_seconds(1, 5, [&] {
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int64_t i = 0; i < n; ++i) pa[i] = pb[i] + s * pc[i];
+  });
+  const double bytes = 4.0 * n;
+  return {2 * bytes / copy / 1e9, 3 * bytes / triad / 1e9};
+}
+
 struct MatmulShape {
   const char* what;
   int64_t m, k, n;
   bool trans_a, trans_b;
 };
 
-int bench_ops(int threads) {
-  const double peak = measure_fma_peak_gflops();
-  std::printf("single-core fp32 FMA peak (measured): %.1f GFLOP/s; threads: %d\n\n", peak, threads);
-  std::printf("%-34s %10s %10s %9s %12s\n", "matmul (M x K x N)", "payless", "sgemm", "ratio",
-              "payless/peak");
-  nlohmann::json peak_line = {{"bench", "ops"}, {"op", "fma_peak"}, {"gflops", peak}};
-  std::printf("%s\n", peak_line.dump().c_str());
+// A table row for a kernel: its rate against the ceiling it is bound by.
+void kernel_row(const char* what, const char* op, double seconds, double flops, double bytes,
+                double peak_gflops, double bandwidth_gbs, int threads) {
+  const double gflops = flops / seconds / 1e9, gbs = bytes / seconds / 1e9;
+  std::printf("%-36s %9.3f %9.1f %7.0f%% %9.1f %7.0f%%\n", what, seconds * 1e3, gflops,
+              100.0 * gflops / peak_gflops, gbs, 100.0 * gbs / bandwidth_gbs);
+  emit({{"bench", "ops"}, {"impl", "payless"}, {"op", op}, {"what", what}, {"ms", seconds * 1e3},
+        {"gflops", gflops}, {"gbs", gbs}, {"threads", threads}});
+}
+
+}  // namespace
+
+int bench_ops(const Options& o) {
+  const int threads = o.threads;
+  const double peak1 = measure_fma_peak_gflops();
+  const double peak = peak1 * threads;
+  const Bandwidth bw = measure_bandwidth(threads);
+  std::printf("fp32 FMA peak (measured, one core): %.1f GFLOP/s; × %d threads = %.1f\n", peak1,
+              threads, peak);
+  std::printf("memory bandwidth (STREAM-like, %d threads): copy %.1f GB/s, triad %.1f GB/s\n",
+              threads, bw.copy_gbs, bw.triad_gbs);
+  emit({{"bench", "ops"}, {"op", "fma_peak"}, {"gflops", peak1}, {"threads", 1}});
+  emit({{"bench", "ops"}, {"op", "stream"}, {"copy_gbs", bw.copy_gbs}, {"triad_gbs", bw.triad_gbs},
+        {"threads", threads}});
+  const double bandwidth = bw.triad_gbs;
 
   // The GEMMs of one d=512 model layer at 4096 tokens: projections (512→512), FFN (512→2048),
   // output (512→10000); then the two backward GEMMs of a projection (transposed operands).
+  std::printf("\n%-34s %10s %10s %9s %12s\n", "matmul (M x K x N), GFLOP/s", "payless", "sgemm",
+              "ratio", "payless/peak");
   const std::vector<MatmulShape> shapes = {
       {"x·Wᵀ 4096x512x512", 4096, 512, 512, false, true},
       {"x·Wᵀ 4096x512x2048", 4096, 512, 2048, false, true},
@@ -95,47 +132,175 @@ int bench_ops(int threads) {
       {"dYᵀ·X 2048x4096x512", 2048, 4096, 512, true, false},
   };
   NoGrad no_grad;
+  Rng rng(1);
   for (const MatmulShape& s : shapes) {
     Tensor a = Tensor::empty(s.trans_a ? Shape{s.k, s.m} : Shape{s.m, s.k});
     Tensor b = Tensor::empty(s.trans_b ? Shape{s.n, s.k} : Shape{s.k, s.n});
-    Rng rng(1);
     rng.uniform_(a, -1, 1);
     rng.uniform_(b, -1, 1);
     Tensor c = Tensor::empty({s.m, s.n});
     const double flops = 2.0 * s.m * s.n * s.k;
-    double ours = median_seconds(5, [&] { c = matmul(a, b, s.trans_a, s.trans_b); });
-    double direct = median_seconds(5, [&] {
+    double ours = median_seconds(1, 5, [&] { c = matmul(a, b, s.trans_a, s.trans_b); });
+    double direct = median_seconds(1, 5, [&] {
       cblas_sgemm(CblasRowMajor, s.trans_a ? CblasTrans : CblasNoTrans,
                   s.trans_b ? CblasTrans : CblasNoTrans, s.m, s.n, s.k, 1.0f, a.data(),
                   s.trans_a ? s.m : s.k, b.data(), s.trans_b ? s.k : s.n, 0.0f, c.data(), s.n);
     });
     double g_ours = flops / ours / 1e9, g_direct = flops / direct / 1e9;
     std::printf("%-34s %10.1f %10.1f %8.2fx %11.0f%%\n", s.what, g_ours, g_direct, g_ours / g_direct,
-                100.0 * g_ours / (peak * threads));
-    nlohmann::json line = {{"bench", "ops"},       {"op", "matmul"},      {"m", s.m},
-                           {"k", s.k},             {"n", s.n},            {"trans_a", s.trans_a},
-                           {"trans_b", s.trans_b}, {"gflops", g_ours},    {"sgemm_gflops", g_direct},
-                           {"threads", threads},   {"peak_gflops", peak}};
-    std::printf("%s\n", line.dump().c_str());
+                100.0 * g_ours / peak);
+    emit({{"bench", "ops"},       {"impl", "payless"},   {"op", "matmul"},     {"what", s.what},
+          {"m", s.m},             {"k", s.k},            {"n", s.n},           {"trans_a", s.trans_a},
+          {"trans_b", s.trans_b}, {"gflops", g_ours},    {"sgemm_gflops", g_direct},
+          {"ms", ours * 1e3},     {"threads", threads},  {"peak_gflops", peak1}});
   }
+
+  // The other hot kernels at the shapes of the iwslt training step: 4096 rows of d=512 or of the
+  // V=10000 logits, and the convolutions at B=8, T=1024, C=512, H=4, K=31 (centred).
+  std::printf("\n%-36s %9s %9s %8s %9s %8s\n", "kernel", "ms", "GFLOP/s", "%peak", "GB/s", "%triad");
+  const int64_t rows = 4096, V = 10000, C = 512;
+  {
+    Tensor x = Tensor::empty({rows, V}), y = Tensor::empty({rows, V}), dx = Tensor::zeros({rows, V});
+    rng.uniform_(x, -4, 4);
+    const double t = median_seconds(1, 5, [&] { kernels::softmax_rows(x.data(), y.data(), rows, V); });
+    kernel_row("softmax 4096x10000 (fwd)", "softmax", t, 0, 2.0 * 4 * rows * V, peak, bandwidth, threads);
+    const double tb = median_seconds(1, 5, [&] {
+      kernels::softmax_backward_rows(y.data(), x.data(), dx.data(), rows, V);
+    });
+    kernel_row("softmax 4096x10000 (bwd)", "softmax_backward", tb, 0, 4.0 * 4 * rows * V, peak,
+               bandwidth, threads);
+    std::vector<int32_t> targets(rows);
+    for (int64_t r = 0; r < rows; ++r) targets[r] = static_cast<int32_t>((r * 7919) % V);
+    std::vector<float> loss(rows), nll(rows), lse(rows);
+    const kernels::SmoothingWeights w{0.9f, 0.1f / V};
+    const double tc = median_seconds(1, 5, [&] {
+      kernels::cross_entropy_rows(x.data(), targets.data(), rows, V, -1, w, loss.data(), nll.data(),
+                                  lse.data());
+    });
+    kernel_row("cross-entropy 4096x10000 (fwd)", "cross_entropy", tc, 0, 4.0 * rows * V, peak,
+               bandwidth, threads);
+    const double tcb = median_seconds(1, 5, [&] {
+      kernels::cross_entropy_backward_rows(x.data(), targets.data(), lse.data(), rows, V, -1, w,
+                                           1.0f, dx.data());
+    });
+    kernel_row("cross-entropy 4096x10000 (bwd)", "cross_entropy_backward", tcb, 0, 3.0 * 4 * rows * V,
+               peak, bandwidth, threads);
+  }
+  {
+    Tensor x = Tensor::empty({rows, C}), y = Tensor::empty({rows, C}), dx = Tensor::zeros({rows, C});
+    Tensor gamma = Tensor::ones({C}), beta = Tensor::zeros({C});
+    Tensor dgamma = Tensor::zeros({C}), dbeta = Tensor::zeros({C});
+    std::vector<float> mean(rows), rstd(rows);
+    rng.uniform_(x, -2, 2);
+    const double t = median_seconds(1, 5, [&] {
+      kernels::layer_norm_forward(x.data(), gamma.data(), beta.data(), y.data(), mean.data(),
+                                  rstd.data(), rows, C, 1e-5f);
+    });
+    kernel_row("layer norm 4096x512 (fwd)", "layer_norm", t, 0, 2.0 * 4 * rows * C, peak, bandwidth, threads);
+    const double tb = median_seconds(1, 5, [&] {
+      kernels::layer_norm_backward(x.data(), gamma.data(), mean.data(), rstd.data(), y.data(),
+                                   dx.data(), dgamma.data(), dbeta.data(), rows, C);
+    });
+    kernel_row("layer norm 4096x512 (bwd)", "layer_norm_backward", tb, 0, 4.0 * 4 * rows * C, peak,
+               bandwidth, threads);
+  }
+  {
+    const int64_t B = 8, T = 1024, H = 4, K = 31, P = K / 2;
+    Tensor x = Tensor::empty({B, T, C}), y = Tensor::empty({B, T, C}), gy = Tensor::empty({B, T, C});
+    Tensor gx = Tensor::zeros({B, T, C}), a = Tensor::empty({B, T, H, K}), ga = Tensor::zeros({B, T, H, K});
+    Tensor w = Tensor::empty({H, K}), gw = Tensor::zeros({H, K});
+    rng.uniform_(x, -1, 1);
+    rng.uniform_(gy, -1, 1);
+    rng.uniform_(a, 0, 0.1f);
+    rng.uniform_(w, 0, 0.1f);
+    const double flops = 2.0 * B * T * C * K;  // spec §3.4: B·T·C·K multiply-adds
+    const double act = 4.0 * B * T * C, weights = 4.0 * B * T * H * K;
+    const double tdf = median_seconds(1, 5, [&] {
+      kernels::dynamic_conv_forward(x.data(), a.data(), y.data(), B, T, C, H, K, P);
+    });
+    kernel_row("dynamic conv 8x1024x512 K31 (fwd)", "dynamic_conv", tdf, flops, 2 * act + weights,
+               peak, bandwidth, threads);
+    const double tdb = median_seconds(1, 5, [&] {
+      kernels::dynamic_conv_backward(x.data(), a.data(), gy.data(), gx.data(), ga.data(), B, T, C, H, K, P);
+    });
+    kernel_row("dynamic conv 8x1024x512 K31 (bwd)", "dynamic_conv_backward", tdb, 2 * flops,
+               4 * act + 3 * weights, peak, bandwidth, threads);
+    const double tlf = median_seconds(1, 5, [&] {
+      kernels::lightweight_conv_forward(x.data(), w.data(), y.data(), B, T, C, H, K, P);
+    });
+    kernel_row("lightweight conv 8x1024x512 K31 (fwd)", "lightweight_conv", tlf, flops, 2 * act,
+               peak, bandwidth, threads);
+    const double tlb = median_seconds(1, 5, [&] {
+      kernels::lightweight_conv_backward(x.data(), w.data(), gy.data(), gx.data(), gw.data(), B, T, C, H, K, P);
+    });
+    kernel_row("lightweight conv 8x1024x512 K31 (bwd)", "lightweight_conv_backward", tlb, 2 * flops,
+               4 * act, peak, bandwidth, threads);
+  }
+  std::printf("bytes counted: each array read or written once (accumulated outputs twice); "
+              "conv FLOPs per spec §3.4 (2·B·T·C·K forward, twice that backward)\n");
   return 0;
 }
 
+namespace {
+
+std::vector<int64_t> parse_lengths(const std::string& list) {
+  std::vector<int64_t> out;
+  for (const std::string& item : split_list(list)) {
+    try {
+      size_t used = 0;
+      const long long v = std::stoll(item, &used);
+      if (used != item.size() || v <= 0) throw std::invalid_argument(item);
+      out.push_back(v);
+    } catch (const std::exception&) {
+      fail("bench: --lengths wants positive whole numbers separated by commas, got '", item, "'");
+    }
+  }
+  if (out.empty()) fail("bench: --lengths selects nothing (got '", list, "')");
+  return out;
+}
+
 int run_bench(cli::Args& args) {
-  const int64_t threads = args.get_int("threads", 1, "threads for OpenMP and OpenBLAS together");
-  std::vector<std::string> what = args.positionals("WORKLOAD", "ops");
+  Options o;
+  o.threads = static_cast<int>(args.get_int("threads", 1, "threads for OpenMP and OpenBLAS together"));
+  o.selection = parse_selection(
+      args.get("config", "tiny,small,iwslt", "train/decode: model sizes, comma-separated (tiny, small, iwslt)"),
+      args.get("task", "lm", "train/decode: tasks (lm, mt)"),
+      args.get("arch", "transformer,lightweight,dynamic",
+               "train/decode: architectures (transformer, lightweight or lightconv, dynamic or dynamicconv)"));
+  o.warmup = static_cast<int>(args.get_int("warmup", -1, "untimed runs first (default: per workload)"));
+  o.reps = static_cast<int>(args.get_int("reps", -1, "timed runs, the median is reported (default: per workload)"));
+  const std::string lengths = args.get("lengths", "64,128,256,512,1024,2048", "layer: sequence lengths T");
+  o.svg = args.get("svg", "", "layer/compare layer: write the time-vs-T chart (log-log) to this SVG file");
+  o.quiet = args.flag("quiet", "JSON lines only, no table");
+  o.child = args.flag("child", "internal: run the one selected training workload in this process");
+  const std::string python = args.get("python", "/usr/bin/python3", "compare: the Python that has torch");
+  const std::string torch_script = args.get("torch-script", "", "compare: path of bench/torch_reference.py "
+                                            "(default: the one in the source tree this was built from)");
+  std::vector<std::string> what = args.positionals("WORKLOAD [KIND]",
+                                                   "ops, train, decode, layer, or compare KIND (KIND: one of the others)");
   if (args.wants_help()) {
-    std::printf("%s", args.usage("Measures speed. Workloads: ops (matmul vs sgemm vs FMA peak).").c_str());
+    std::printf("%s", args.usage("Measures speed (docs/benchmarks.md). Workloads: ops, train, decode, layer, "
+                                 "compare {train,decode,layer,ops}.").c_str());
     return 0;
   }
   args.finish();
-  set_num_threads(static_cast<int>(threads));
+  if (o.threads < 1) fail("bench: --threads must be at least 1, got ", o.threads);
+  o.lengths = parse_lengths(lengths);
+  set_num_threads(o.threads);
   const std::string workload = what.empty() ? "ops" : what[0];
-  if (workload == "ops") return bench_ops(static_cast<int>(threads));
-  fail("unknown workload '", workload, "' (known: ops)");
+  if (workload != "compare" && what.size() > 1) fail("bench: only compare takes a second word, got '", what[1], "'");
+  if (workload == "ops") return bench_ops(o);
+  if (workload == "train") return bench_train(o);
+  if (workload == "decode") return bench_decode(o);
+  if (workload == "layer") return bench_layer(o);
+  if (workload == "compare") {
+    if (what.size() != 2) fail("bench compare: say what to compare: compare train|decode|layer|ops");
+    return bench_compare(o, what[1], python, torch_script);
+  }
+  fail("bench: unknown workload '", workload, "' (known: ops, train, decode, layer, compare)");
 }
 
-cli::Command bench_command("bench", "measure speed: ops", run_bench);
+cli::Command bench_command("bench", "measure speed: ops, train, decode, layer, compare (with PyTorch)", run_bench);
 
 }  // namespace
-}  // namespace payless
+}  // namespace payless::bench

@@ -1,0 +1,85 @@
+// payless bench decode: incremental decoding of 50 tokens with Decoder::step, per selected model.
+//
+//   lm: greedy from </s>, batch 1 and batch 32.
+//   mt: (with the translation model) encode a 32-token source once, then greedy and beam 4.
+// Greedy always runs exactly 50 steps (argmax over the whole vocabulary, </s> does not stop it),
+// so that an untrained model's random choices do not change the amount of work. Beam search runs
+// with min_len = max_len = 50: </s> is forbidden for 50 steps and forced at the 51st, so it too
+// does a fixed 51 steps. Sentences/s = batch / total time (encoder included); ms/step = total time
+// / steps. Definitions: docs/benchmarks.md; the PyTorch twin: bench/torch_reference.py.
+#include <cstdio>
+
+#include "apps/bench.h"
+#include "core/autograd.h"
+#include "models/language_model.h"
+
+namespace payless::bench {
+namespace {
+
+constexpr int64_t kDecodeTokens = 50, kDecodeSourceLen = 32;
+
+// Row-wise argmax of logits (N, V).
+void argmax_rows(const Tensor& logits, std::vector<int32_t>& out) {
+  const int64_t N = logits.size(0), V = logits.size(1);
+  const float* p = logits.data();
+  for (int64_t n = 0; n < N; ++n) {
+    const float* row = p + n * V;
+    out[n] = static_cast<int32_t>(std::max_element(row, row + V) - row);
+  }
+}
+
+nlohmann::json decode_line(const ModelWorkload& w, const Options& o, const char* mode, int64_t B,
+                           int64_t beam, int64_t steps, double seconds, int warmup, int reps) {
+  return {{"bench", "decode"},   {"impl", "payless"},
+          {"workload", w.name()}, {"config", w.config},
+          {"task", w.task},       {"arch", w.arch},
+          {"mode", mode},         {"batch", B},
+          {"beam", beam},         {"tokens", kDecodeTokens},
+          {"steps", steps},       {"ms_total", seconds * 1e3},
+          {"ms_per_step", seconds * 1e3 / steps},
+          {"sentences_per_s", B / seconds},
+          {"threads", o.threads}, {"warmup", warmup},
+          {"reps", reps},         {"load", load_average()}};
+}
+
+}  // namespace
+
+int bench_decode(const Options& o) {
+  const int warmup = o.warmup >= 0 ? o.warmup : 1, reps = o.reps >= 0 ? o.reps : 5;
+  std::vector<nlohmann::json> rows;
+  NoGrad no_grad;
+  for (const ModelWorkload& w : o.selection.workloads()) {
+    const ModelConfig config = workload_model_config(w);
+    std::unique_ptr<SequenceModel> model = build_model(config, 1);
+    model->eval();
+    for (int64_t B : {int64_t{1}, int64_t{32}}) {
+      std::vector<int32_t> tokens(B);
+      if (w.task == "lm") {
+        const Decoder& decoder = dynamic_cast<LanguageModel&>(*model).decoder;
+        const double s = median_seconds(warmup, reps, [&] {
+          DecoderState state = decoder.start_state();
+          std::fill(tokens.begin(), tokens.end(), kEosId);
+          for (int64_t i = 0; i < kDecodeTokens; ++i)
+            argmax_rows(decoder.step(tokens, Tensor(), Tensor(), state), tokens);
+        });
+        rows.push_back(decode_line(w, o, "greedy", B, 1, kDecodeTokens, s, warmup, reps));
+        emit(rows.back());
+        continue;
+      }
+      fail("bench decode: the mt workloads need the translation model (models/translation_model.h), "
+           "which has not landed yet; use --task lm");
+    }
+  }
+  if (!o.quiet) {
+    std::printf("\n%-24s %-7s %6s %5s %11s %12s\n", "decode workload", "mode", "batch", "beam",
+                "ms/step", "sentences/s");
+    for (const nlohmann::json& r : rows)
+      std::printf("%-24s %-7s %6lld %5lld %11.2f %12.1f\n", r["workload"].get<std::string>().c_str(),
+                  r["mode"].get<std::string>().c_str(), r["batch"].get<long long>(),
+                  r["beam"].get<long long>(), r["ms_per_step"].get<double>(),
+                  r["sentences_per_s"].get<double>());
+  }
+  return 0;
+}
+
+}  // namespace payless::bench
