@@ -44,4 +44,8 @@ class SequenceModel : public Module {
 // "translation"), initialised from `seed`.
 std::unique_ptr<SequenceModel> build_model(const ModelConfig& config, uint64_t seed);
 
+// What build_model(config, seed)->num_parameters() returns, counted from the config alone (the
+// per-layer formulas of spec §4.8), so that the big models can be sized without allocating them.
+int64_t count_parameters(const ModelConfig& config);
+
 }  // namespace payless
