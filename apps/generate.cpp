@@ -1,7 +1,7 @@
 // payless generate: translates a prepared split (valid or test) and reports BLEU.
 //
-//   payless generate --checkpoint runs/bible-mt/dynamic/checkpoint_best.safetensors \
-//                    --data runs/bible-mt/data --split test [--beam 4] [--lenpen 1] [--show 5]
+//   payless generate --checkpoint runs/bible-mt/dynamic/checkpoint_best.safetensors
+//                       --data runs/bible-mt/data --split test [--beam 4] [--lenpen 1] [--show 5]
 //
 // Hypotheses are detokenized (BPE removed, then the tokenizer's inverse) and scored with corpus
 // BLEU as sacreBLEU computes it by default (text/bleu.h), against the raw reference lines when

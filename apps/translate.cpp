@@ -1,7 +1,7 @@
 // payless translate: translates raw sentences with a trained model, one per line.
 //
-//   payless translate --checkpoint runs/bible-mt/dynamic/checkpoint_best.safetensors \
-//                     --data runs/bible-mt/data [--input FILE] [--beam 4] [--lenpen 1] [--nbest 1]
+//   payless translate --checkpoint runs/bible-mt/dynamic/checkpoint_best.safetensors
+//                        --data runs/bible-mt/data [--input FILE] [--beam 4] [--lenpen 1] [--nbest 1]
 //
 // Each input line goes through the training data's pipeline (tokenizer, BPE, dictionary; words
 // never seen become <unk>), is translated by beam search (models/beam_search.h) in batches of
