@@ -1,5 +1,5 @@
 // Tests of text/: tokenizer, BPE, dictionary, binarized corpus and batching. Tag [text].
-// Small inline data where possible; the shipped Bible corpora (PAYLESS_SOURCE_DIR/../shared/data)
+// Small inline data where possible; the shipped Bible corpora (PAYLESS_SOURCE_DIR/data)
 // for the exact-round-trip checks. Everything here runs in well under a second except the
 // train-set round trip, tagged [slow].
 #include <catch2/catch.hpp>
@@ -27,7 +27,9 @@ using namespace payless;
 
 namespace {
 
-const std::string kData = PAYLESS_SOURCE_DIR "/../shared/data/";
+// The corpora shipped in data/ (copies of the team corpus); the KJV side exists only there.
+const std::string kData = PAYLESS_SOURCE_DIR "/data/";
+const std::string kTeamData = PAYLESS_SOURCE_DIR "/../shared/data/";
 
 std::string temp_path(const std::string& name) {
   return "/tmp/payless_test_text_" + name;
@@ -178,10 +180,9 @@ TEST_CASE("tokenizer round trip is exact on every line of the valid and test cor
 }
 
 TEST_CASE("tokenizer round trip is exact on every line of the training corpora", "[text][slow]") {
-  for (const char* file : {"bible-en-lm/train.txt.gz", "bible-es-en/train.es.gz",
-                           "bible-es-en/train.en.gz", "bible-es-en/train.kjv.gz"}) {
+  for (const char* file : {"bible-en-lm/train.txt.gz", "bible-es-en/train.es.gz", "bible-es-en/train.en.gz"})
     check_round_trip_file(kData + file);
-  }
+  check_round_trip_file(kTeamData + "bible-es-en/train.kjv.gz");
 }
 
 TEST_CASE("read_lines handles CRLF, BOM, a missing final newline, gzip and missing files",
