@@ -1,7 +1,8 @@
 // payless bench decode: incremental decoding of 50 tokens with Decoder::step, per selected model.
 //
 //   lm: greedy from </s>, batch 1 and batch 32.
-//   mt: (with the translation model) encode a 32-token source once, then greedy and beam 4.
+//   mt: encode a 32-token source once, then greedy (batch 1 and 32) and beam 4 (batch 1 and 32)
+//       through models/beam_search.h.
 // Greedy always runs exactly 50 steps (argmax over the whole vocabulary, </s> does not stop it),
 // so that an untrained model's random choices do not change the amount of work. Beam search runs
 // with min_len = max_len = 50: </s> is forbidden for 50 steps and forced at the 51st, so it too
@@ -11,7 +12,9 @@
 
 #include "apps/bench.h"
 #include "core/autograd.h"
+#include "models/beam_search.h"
 #include "models/language_model.h"
+#include "models/translation_model.h"
 
 namespace payless::bench {
 namespace {
@@ -66,8 +69,29 @@ int bench_decode(const Options& o) {
         emit(rows.back());
         continue;
       }
-      fail("bench decode: the mt workloads need the translation model (models/translation_model.h), "
-           "which has not landed yet; use --task lm");
+      const TranslationModel& mt = dynamic_cast<TranslationModel&>(*model);
+      const IdTensor source = synthetic_batch(config, B, kDecodeSourceLen, 1, 11).source;  // (B, S)
+      const double greedy = median_seconds(warmup, reps, [&] {
+        EncoderOutput encoded = mt.encode(source);
+        DecoderState state = mt.decoder.start_state();
+        std::fill(tokens.begin(), tokens.end(), kEosId);
+        for (int64_t i = 0; i < kDecodeTokens; ++i)
+          argmax_rows(mt.decoder.step(tokens, encoded.out, encoded.padding_mask, state), tokens);
+      });
+      rows.push_back(decode_line(w, o, "greedy", B, 1, kDecodeTokens, greedy, warmup, reps));
+      emit(rows.back());
+      BeamSearchOptions beam;
+      beam.beam = 4;
+      beam.max_len_a = 0;
+      beam.max_len_b = kDecodeTokens;
+      beam.min_len = kDecodeTokens;
+      const std::vector<int64_t> lengths(B, kDecodeSourceLen);
+      const double beamed = median_seconds(warmup, reps, [&] {
+        TranslationScorer scorer(mt, source);
+        beam_search(scorer, lengths, beam);
+      });
+      rows.push_back(decode_line(w, o, "beam", B, 4, kDecodeTokens + 1, beamed, warmup, reps));
+      emit(rows.back());
     }
   }
   if (!o.quiet) {
