@@ -5,22 +5,22 @@
 // (2) the reference backward loops equal finite differences of the reference forward, which shows
 // the formulas themselves are right; (3) one-step decoding equals the full causal forward.
 // What is not here: the softmax, DropConnect and the kernel generator (the ops' tests cover them).
-#include <omp.h>
-
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstring>
-#include <random>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "core/kernels/conv.h"
+#include "core/parallel.h"
+#include "tests/support/compare.h"
 
 namespace {
 
 using namespace payless::kernels;
+using namespace payless::testing;
 
 struct ConvCase {
   int64_t B, T, C, H, K, P;
@@ -30,14 +30,6 @@ struct ConvCase {
     return s.str();
   }
 };
-
-std::vector<float> random_vector(size_t n, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
-  std::vector<float> v(n);
-  for (float& value : v) value = dist(rng);
-  return v;
-}
 
 // |got - want| <= rel · max(1, max|want|) for every element: relative to the array's scale, since
 // single elements of a sum can be near zero after cancellation.
@@ -84,14 +76,14 @@ struct Buffers {
 
 Buffers random_buffers(const ConvCase& c, unsigned seed) {
   const size_t btc = size_t(c.B * c.T * c.C);
-  return {random_vector(btc, seed), random_vector(size_t(c.B * c.T * c.H * c.K), seed + 1),
-          random_vector(size_t(c.H * c.K), seed + 2), random_vector(btc, seed + 3)};
+  return {random_values(btc, seed), random_values(size_t(c.B * c.T * c.H * c.K), seed + 1),
+          random_values(size_t(c.H * c.K), seed + 2), random_values(btc, seed + 3)};
 }
 
 // Runs each fast kernel and its reference on the same inputs; the backward buffers start filled
 // with random values so that a kernel assigning instead of adding fails.
 void check_against_reference(const ConvCase& c, unsigned seed) {
-  INFO(c.describe() << " threads=" << omp_get_max_threads());
+  INFO(c.describe() << " threads=" << payless::num_threads());
   const int64_t B = c.B, T = c.T, C = c.C, H = c.H, K = c.K, P = c.P;
   const Buffers in = random_buffers(c, seed);
   const size_t btc = size_t(B * T * C), bthk = size_t(B * T * H * K), hk = size_t(H * K);
@@ -101,7 +93,7 @@ void check_against_reference(const ConvCase& c, unsigned seed) {
   dynamic_conv_forward_reference(in.x.data(), in.a.data(), y_ref.data(), B, T, C, H, K, P);
   require_close(y, y_ref, "dynamic forward");
 
-  const std::vector<float> gx0 = random_vector(btc, seed + 10), ga0 = random_vector(bthk, seed + 11);
+  const std::vector<float> gx0 = random_values(btc, seed + 10), ga0 = random_values(bthk, seed + 11);
   std::vector<float> gx = gx0, ga = ga0, gx_ref = gx0, ga_ref = ga0;
   dynamic_conv_backward(in.x.data(), in.a.data(), in.gy.data(), gx.data(), ga.data(), B, T, C, H,
                         K, P);
@@ -114,7 +106,7 @@ void check_against_reference(const ConvCase& c, unsigned seed) {
   lightweight_conv_forward_reference(in.x.data(), in.w.data(), y_ref.data(), B, T, C, H, K, P);
   require_close(y, y_ref, "lightweight forward");
 
-  const std::vector<float> gw0 = random_vector(hk, seed + 12);
+  const std::vector<float> gw0 = random_values(hk, seed + 12);
   std::vector<float> gw = gw0, gw_ref = gw0;
   gx = gx0, gx_ref = gx0;
   lightweight_conv_backward(in.x.data(), in.w.data(), in.gy.data(), gx.data(), gw.data(), B, T, C,
@@ -125,19 +117,12 @@ void check_against_reference(const ConvCase& c, unsigned seed) {
   require_close(gw, gw_ref, "lightweight backward gw");
 }
 
-// Restores the thread count when a test ends, even if it fails.
-struct ThreadCount {
-  int saved = omp_get_max_threads();
-  explicit ThreadCount(int n) { omp_set_num_threads(n); }
-  ~ThreadCount() { omp_set_num_threads(saved); }
-};
-
 }  // namespace
 
 TEST_CASE("conv kernels equal the reference loops at odd sizes, 1 and 2 threads", "[conv]") {
   const std::vector<ConvCase> cases = grid();
   for (int threads : {1, 2}) {
-    ThreadCount guard(threads);
+    ThreadScope scope(threads);
     unsigned seed = 100;
     for (const ConvCase& c : cases) check_against_reference(c, seed += 20);
   }
@@ -158,8 +143,8 @@ TEST_CASE("conv backward kernels add to the gradient buffers and skip null ones"
   lightweight_conv_backward(in.x.data(), in.w.data(), in.gy.data(), nullptr, gw_only.data(), B, T,
                             C, H, K, P);
   // ... then both together on top of pre-filled buffers: the result must be prefill + gradient.
-  const std::vector<float> gx0 = random_vector(btc, 8), ga0 = random_vector(bthk, 9),
-                           gw0 = random_vector(hk, 10);
+  const std::vector<float> gx0 = random_values(btc, 8), ga0 = random_values(bthk, 9),
+                           gw0 = random_values(hk, 10);
   std::vector<float> gx = gx0, ga = ga0, gw = gw0;
   dynamic_conv_backward(in.x.data(), in.a.data(), in.gy.data(), gx.data(), ga.data(), B, T, C, H,
                         K, P);
@@ -196,14 +181,14 @@ TEST_CASE("lightweight conv weight gradient is bit-identical across runs", "[con
   const int64_t B = c.B, T = c.T, C = c.C, H = c.H, K = c.K, P = c.P;
   const Buffers in = random_buffers(c, 21);
   for (int threads : {1, 2}) {
-    ThreadCount guard(threads);
+    ThreadScope scope(threads);
     std::vector<float> first(size_t(H * K), 0.0f), second(size_t(H * K), 0.0f);
     lightweight_conv_backward(in.x.data(), in.w.data(), in.gy.data(), nullptr, first.data(), B, T,
                               C, H, K, P);
     lightweight_conv_backward(in.x.data(), in.w.data(), in.gy.data(), nullptr, second.data(), B, T,
                               C, H, K, P);
     INFO("threads=" << threads);
-    REQUIRE(std::memcmp(first.data(), second.data(), first.size() * sizeof(float)) == 0);
+    REQUIRE(same_bits(first, second));
   }
 }
 
@@ -212,9 +197,9 @@ TEST_CASE("one decoding step equals the full causal forward at every position", 
     // N hypotheses advanced together; T > K so the window fills up and then slides.
     const int64_t N = 3, T = K + 6, C = 40, H = 2, P = K - 1;
     INFO("K=" << K);
-    const std::vector<float> x = random_vector(size_t(N * T * C), 30);  // (N, T, C)
-    const std::vector<float> a = random_vector(size_t(N * T * H * K), 31);  // (N, T, H, K)
-    const std::vector<float> w = random_vector(size_t(H * K), 32);  // (H, K)
+    const std::vector<float> x = random_values(size_t(N * T * C), 30);  // (N, T, C)
+    const std::vector<float> a = random_values(size_t(N * T * H * K), 31);  // (N, T, H, K)
+    const std::vector<float> w = random_values(size_t(H * K), 32);  // (H, K)
     std::vector<float> full_dyn(x.size()), full_light(x.size());
     dynamic_conv_forward(x.data(), a.data(), full_dyn.data(), N, T, C, H, K, P);
     lightweight_conv_forward(x.data(), w.data(), full_light.data(), N, T, C, H, K, P);

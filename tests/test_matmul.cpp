@@ -2,48 +2,19 @@
 // against hand-computed products, every transpose/batch variant through the gradient check,
 // the error messages, and run-to-run determinism.
 #include <catch2/catch.hpp>
-#include <cmath>
-#include <cstring>
 #include <limits>
 
 #include "core/autograd.h"
 #include "core/kernels/matmul.h"
 #include "core/ops.h"
-#include "core/parallel.h"
+#include "tests/support/compare.h"
 #include "tests/support/gradcheck.h"
 
 using namespace payless;
-using payless::testing::check_gradients;
-using payless::testing::random_input;
+using namespace payless::testing;
 using Inputs = std::vector<Tensor>;
 
 namespace {
-
-// Sets the thread count for one scope and puts the previous one back.
-struct ThreadScope {
-  explicit ThreadScope(int n) : previous(num_threads()) { set_num_threads(n); }
-  ~ThreadScope() { set_num_threads(previous); }
-  int previous;
-};
-
-std::vector<float> random_values(int64_t n, uint64_t seed) {
-  Tensor t = Tensor::empty(Shape{n});
-  Rng rng(seed);
-  rng.uniform_(t, -1.0f, 1.0f);
-  return t.to_vector();
-}
-
-// Counts elements with |got − want| > atol + rtol·|want|; reports the first one.
-int64_t count_mismatches(const std::vector<float>& got, const std::vector<float>& want,
-                         double atol, double rtol) {
-  REQUIRE(got.size() == want.size());
-  int64_t bad = 0;
-  for (size_t i = 0; i < got.size(); ++i) {
-    bool ok = std::fabs(double(got[i]) - want[i]) <= atol + rtol * std::fabs(double(want[i]));
-    if (!ok && bad++ == 0) UNSCOPED_INFO("first mismatch at " << i << ": " << got[i] << " vs " << want[i]);
-  }
-  return bad;
-}
 
 // (rows, cols) stored transposed into a new (cols, rows) buffer.
 std::vector<float> transposed(const std::vector<float>& m, int64_t rows, int64_t cols) {
@@ -217,7 +188,6 @@ TEST_CASE("matmul and linear give the same bits run after run", "[ops][matmul]")
   };
   for (int threads : {1, 2}) {
     ThreadScope scope(threads);
-    std::vector<float> first = run(), second = run();
-    CHECK(std::memcmp(first.data(), second.data(), first.size() * sizeof(float)) == 0);
+    CHECK(same_bits(run(), run()));
   }
 }

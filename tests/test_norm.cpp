@@ -2,50 +2,16 @@
 // sizes with 1 and 2 threads, gradient checks with and without gamma/beta, errors, determinism.
 #include <catch2/catch.hpp>
 #include <cmath>
-#include <cstring>
 
 #include "core/autograd.h"
 #include "core/kernels/norm.h"
 #include "core/ops.h"
-#include "core/parallel.h"
+#include "tests/support/compare.h"
 #include "tests/support/gradcheck.h"
 
 using namespace payless;
-using payless::testing::check_gradients;
-using payless::testing::random_input;
+using namespace payless::testing;
 using Inputs = std::vector<Tensor>;
-
-namespace {
-
-struct ThreadScope {
-  explicit ThreadScope(int n) : previous(num_threads()) { set_num_threads(n); }
-  ~ThreadScope() { set_num_threads(previous); }
-  int previous;
-};
-
-std::vector<float> random_values(int64_t n, uint64_t seed, float low = -1.0f, float high = 1.0f) {
-  Tensor t = Tensor::empty(Shape{n});
-  Rng rng(seed);
-  rng.uniform_(t, low, high);
-  return t.to_vector();
-}
-
-int64_t count_mismatches(const std::vector<float>& got, const std::vector<float>& want,
-                         double atol, double rtol) {
-  REQUIRE(got.size() == want.size());
-  int64_t bad = 0;
-  for (size_t i = 0; i < got.size(); ++i) {
-    bool ok = std::fabs(double(got[i]) - want[i]) <= atol + rtol * std::fabs(double(want[i]));
-    if (!ok && bad++ == 0) UNSCOPED_INFO("first mismatch at " << i << ": " << got[i] << " vs " << want[i]);
-  }
-  return bad;
-}
-
-bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
-}
-
-}  // namespace
 
 TEST_CASE("layer_norm values", "[ops][norm]") {
   // Row (1, 2, 3, 4): mean 2.5, biased variance 1.25.
@@ -160,16 +126,5 @@ TEST_CASE("layer_norm gradients are deterministic and thread-count independent",
     }
     return bits;
   };
-  std::vector<float> one, two;
-  {
-    ThreadScope scope(1);
-    one = run();
-    CHECK(same_bits(one, run()));
-  }
-  {
-    ThreadScope scope(2);
-    two = run();
-    CHECK(same_bits(two, run()));
-  }
-  CHECK(same_bits(one, two));
+  check_same_bits_at_1_and_2_threads(run);
 }

@@ -7,11 +7,11 @@
 #include "core/kernels/copy.h"
 #include "core/ops.h"
 #include "core/parallel.h"
+#include "tests/support/compare.h"
 #include "tests/support/gradcheck.h"
 
 using namespace payless;
-using payless::testing::check_gradients;
-using payless::testing::random_input;
+using namespace payless::testing;
 using Inputs = std::vector<Tensor>;
 using Floats = std::vector<float>;
 
@@ -135,7 +135,6 @@ TEST_CASE("embedding gathers rows for ids of any shape", "[ops][shape]") {
 
 TEST_CASE("permute and copy kernels match reference loops at odd sizes, 1 and 2 threads",
           "[shape][kernels]") {
-  const int old_threads = num_threads();
   // Big enough (> kParallelMinWork elements) that the 2-thread run really splits the work.
   const int64_t dims[4] = {3, 7, 13, 123};
   const int64_t n = dims[0] * dims[1] * dims[2] * dims[3];
@@ -143,7 +142,7 @@ TEST_CASE("permute and copy kernels match reference loops at odd sizes, 1 and 2 
   Tensor src = random_input({dims[0], dims[1], dims[2], dims[3]}, 21);
   const int orders[][4] = {{0, 2, 1, 3}, {0, 1, 3, 2}, {3, 2, 1, 0}, {1, 3, 0, 2}, {0, 1, 2, 3}};
   for (int threads : {1, 2}) {
-    set_num_threads(threads);
+    ThreadScope scope(threads);
     for (const auto& order : orders) {
       INFO("threads " << threads << ", order " << order[0] << order[1] << order[2] << order[3]);
       std::vector<float> fast(n, 0.5f), reference(n, 0.5f);
@@ -172,7 +171,6 @@ TEST_CASE("permute and copy kernels match reference loops at odd sizes, 1 and 2 
       }
     CHECK(added);
   }
-  set_num_threads(old_threads);
 }
 
 // ---------------------------------------------------------------- gradients
