@@ -7,7 +7,6 @@
 // Plus: padding invariance, no NaN from a fully masked row, and argument errors.
 #include <catch2/catch.hpp>
 #include <cmath>
-#include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
 
@@ -16,21 +15,16 @@
 #include "layers/attention.h"
 #include "layers/incremental.h"
 #include "layers/transformer_layer.h"
+#include "tests/support/compare.h"
+#include "tests/support/fixtures.h"
 #include "tests/support/gradcheck.h"
 
 using namespace payless;
-using payless::testing::check_gradients;
-using payless::testing::random_input;
+using namespace payless::testing;
+using nlohmann::json;
 using Inputs = std::vector<Tensor>;
 
 namespace {
-
-float max_abs_diff(const Tensor& a, const Tensor& b) {
-  REQUIRE(a.shape() == b.shape());
-  float m = 0.0f;
-  for (int64_t i = 0; i < a.numel(); ++i) m = std::max(m, std::fabs(a.data()[i] - b.data()[i]));
-  return m;
-}
 
 // Every parameter of `m` to uniform(low, high): LayerNorm's 1/0 and zero biases hide bugs.
 void randomize(Module& m, uint64_t seed, float low = -0.5f, float high = 0.5f) {
@@ -283,64 +277,6 @@ TEST_CASE("attention and layer argument errors name what was expected", "[layers
 }
 
 // ------------------------------------------------------------------------------ PyTorch fixtures
-
-namespace {
-
-using nlohmann::json;
-
-json load_fixture(const std::string& name) {
-  const std::string path = std::string(PAYLESS_SOURCE_DIR) + "/tests/fixtures/" + name + ".json";
-  std::ifstream in(path);
-  REQUIRE(in.good());
-  return json::parse(in);
-}
-
-Tensor tensor_from(const json& j) {
-  std::vector<int64_t> shape = j.at("shape").get<std::vector<int64_t>>();
-  return Tensor::from_data(Shape(shape), j.at("data").get<std::vector<float>>());
-}
-
-// Copies every fixture parameter into the module by name; both sides must have the same set.
-void load_params(Module& m, const json& params) {
-  NamedTensors ours = m.named_parameters();
-  REQUIRE(ours.size() == params.size());
-  for (auto& [name, t] : ours) {
-    INFO("parameter " << name);
-    REQUIRE(params.contains(name));
-    Tensor value = tensor_from(params.at(name));
-    REQUIRE(value.shape() == t.shape());
-    std::copy(value.data(), value.data() + value.numel(), t.data());
-  }
-}
-
-// Runs output = f(inputs), compares it, then backward with r and compares every gradient.
-void compare_with_fixture(const json& fixture, Module& m, std::map<std::string, Tensor>& inputs,
-                          const std::function<Tensor()>& f) {
-  load_params(m, fixture.at("params"));
-  m.zero_grad();
-  for (auto& [name, t] : inputs) t.set_requires_grad(true).zero_grad();
-  Tensor out = f();
-  CHECK(max_abs_diff(out, tensor_from(fixture.at("output"))) <= 1e-5f);
-  backward(out, tensor_from(fixture.at("r")));
-  const json& grads = fixture.at("grads");
-  for (auto& [name, t] : inputs) {
-    INFO("gradient of input " << name);
-    CHECK(max_abs_diff(t.grad(), tensor_from(grads.at(name))) <= 1e-4f);
-  }
-  for (auto& [name, t] : m.named_parameters()) {
-    INFO("gradient of parameter " << name);
-    REQUIRE(t.has_grad());
-    CHECK(max_abs_diff(t.grad(), tensor_from(grads.at(name))) <= 1e-4f);
-  }
-}
-
-std::map<std::string, Tensor> inputs_of(const json& fixture) {
-  std::map<std::string, Tensor> inputs;
-  for (auto& [name, value] : fixture.at("inputs").items()) inputs[name] = tensor_from(value);
-  return inputs;
-}
-
-}  // namespace
 
 TEST_CASE("attention matches PyTorch (fixtures)", "[layers][attention][fixtures]") {
   for (const char* name : {"mha_self", "mha_self_causal", "mha_encdec"}) {

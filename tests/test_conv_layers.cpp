@@ -6,7 +6,6 @@
 // tests/fixtures/make_fixtures_conv.py.
 #include <catch2/catch.hpp>
 #include <cmath>
-#include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
 
@@ -15,22 +14,16 @@
 #include "layers/conv_layers.h"
 #include "layers/dynamic_conv.h"
 #include "layers/lightweight_conv.h"
+#include "tests/support/compare.h"
+#include "tests/support/fixtures.h"
 #include "tests/support/gradcheck.h"
 
 using namespace payless;
-using payless::testing::check_gradients;
-using payless::testing::random_input;
+using namespace payless::testing;
+using nlohmann::json;
 using Inputs = std::vector<Tensor>;
 
 namespace {
-
-// Max |a - b| over two equally shaped tensors.
-float max_abs_diff(const Tensor& a, const Tensor& b) {
-  REQUIRE(a.shape() == b.shape());
-  float m = 0.0f;
-  for (int64_t i = 0; i < a.numel(); ++i) m = std::max(m, std::fabs(a.data()[i] - b.data()[i]));
-  return m;
-}
 
 // Row t of x (N, T, C) as (N, 1, C).
 Tensor time_step(const Tensor& x, int64_t t) { return narrow(x, 1, t, 1).clone_data(); }
@@ -494,61 +487,6 @@ TEST_CASE("conv encoder layer: real positions do not depend on left padding", "[
 // ---- PyTorch fixtures ----------------------------------------------------------------------------
 
 namespace {
-
-using nlohmann::json;
-
-json load_fixture(const std::string& name) {
-  const std::string path = std::string(PAYLESS_SOURCE_DIR) + "/tests/fixtures/" + name + ".json";
-  std::ifstream in(path);
-  INFO("fixture " << path << " (written by tests/fixtures/make_fixtures_conv.py)");
-  REQUIRE(in.good());
-  return json::parse(in);
-}
-
-Tensor tensor_from(const json& j) {
-  return Tensor::from_data(Shape(j.at("shape").get<std::vector<int64_t>>()),
-                           j.at("data").get<std::vector<float>>());
-}
-
-// Loads the fixture's parameters into m by name (both sides must hold the same names), runs
-// out = f(inputs), and compares the output (<= 1e-5) and the gradients of sum(out * r) for every
-// input and parameter (<= 1e-4).
-void compare_with_fixture(const json& fixture, Module& m, std::map<std::string, Tensor>& inputs,
-                          const std::function<Tensor()>& f) {
-  const json& params = fixture.at("params");
-  NamedTensors ours = m.named_parameters();
-  REQUIRE(ours.size() == params.size());
-  for (auto& [name, t] : ours) {
-    INFO("parameter " << name);
-    REQUIRE(params.contains(name));
-    Tensor value = tensor_from(params.at(name));
-    REQUIRE(value.shape() == t.shape());
-    std::copy(value.data(), value.data() + value.numel(), t.data());
-  }
-  m.eval();
-  m.zero_grad();
-  for (auto& [name, t] : inputs) t.set_requires_grad(true).zero_grad();
-  Tensor out = f();
-  CHECK(max_abs_diff(out, tensor_from(fixture.at("output"))) <= 1e-5f);
-  backward(out, tensor_from(fixture.at("r")));
-  const json& grads = fixture.at("grads");
-  for (auto& [name, t] : inputs) {
-    INFO("gradient of input " << name);
-    REQUIRE(t.has_grad());
-    CHECK(max_abs_diff(t.grad(), tensor_from(grads.at(name))) <= 1e-4f);
-  }
-  for (auto& [name, t] : m.named_parameters()) {
-    INFO("gradient of parameter " << name);
-    REQUIRE(t.has_grad());
-    CHECK(max_abs_diff(t.grad(), tensor_from(grads.at(name))) <= 1e-4f);
-  }
-}
-
-std::map<std::string, Tensor> inputs_of(const json& fixture) {
-  std::map<std::string, Tensor> inputs;
-  for (auto& [name, value] : fixture.at("inputs").items()) inputs[name] = tensor_from(value);
-  return inputs;
-}
 
 LightConvLayerConfig config_of(const json& c) {
   LightConvLayerConfig config;
