@@ -108,6 +108,14 @@ std::string craft(const std::string& header_json, const std::string& data) {
   return out + header + data;
 }
 
+// The little-endian uint64 at the start of a file image: the header's length in bytes.
+uint64_t header_length(const std::string& bytes) {
+  REQUIRE(bytes.size() >= 8);
+  uint64_t n = 0;
+  for (int i = 7; i >= 0; --i) n = n << 8 | static_cast<uint8_t>(bytes[i]);
+  return n;
+}
+
 std::string hex16(uint64_t v) {
   char text[17];
   std::snprintf(text, sizeof text, "%016llx", static_cast<unsigned long long>(v));
@@ -186,8 +194,7 @@ TEST_CASE("checkpoint round trip keeps names, shapes, bits and metadata", "[chec
 TEST_CASE("checkpoint bytes follow the safetensors layout", "[checkpoint]") {
   Checkpoint c = sample();
   const std::string bytes = encode_checkpoint(c);
-  uint64_t n = 0;
-  for (int i = 7; i >= 0; --i) n = n << 8 | static_cast<uint8_t>(bytes[i]);
+  const uint64_t n = header_length(bytes);
   REQUIRE(8 + n <= bytes.size());
   CHECK((8 + n) % 8 == 0);  // the data section is 8-byte aligned
   const std::string header = bytes.substr(8, n);
@@ -248,8 +255,7 @@ TEST_CASE("checksum64 is pinned and streams in any pieces", "[checkpoint]") {
 TEST_CASE("damaged data or truncation is refused with the file named", "[checkpoint]") {
   TempDir dir;
   const std::string good = encode_checkpoint(sample());
-  uint64_t n = 0;
-  for (int i = 7; i >= 0; --i) n = n << 8 | static_cast<uint8_t>(good[i]);
+  const uint64_t n = header_length(good);
 
   SECTION("one flipped bit anywhere in the data") {
     for (size_t at : {size_t(8 + n), size_t(8 + n + 50), good.size() - 1}) {
@@ -322,63 +328,70 @@ TEST_CASE("damaged headers are refused with the file and tensor named", "[checkp
              Contains("the header has the key \"t\" twice"));
 
   // The metadata.
-  auto with_meta = [&](const std::string& meta) { return craft("{\"__metadata__\": " + meta + "}", ""); };
-  CHECK_THAT(error_for(dir, with_meta("[]")), Contains("__metadata__ must be an object"));
-  CHECK_THAT(error_for(dir, with_meta(R"({"format": "payless-checkpoint-1", "step": 3})")),
-             Contains("metadata 'step' must be a string, found 3"));
-  CHECK_THAT(error_for(dir, with_meta(R"({"data_checksum": "0000000000000000"})")),
-             Contains("metadata has no 'format'"));
-  CHECK_THAT(error_for(dir, with_meta(R"({"format": "other-1", "data_checksum": "0000000000000000"})")),
-             Contains("metadata 'format' is 'other-1', expected 'payless-checkpoint-1'"));
-  CHECK_THAT(error_for(dir, with_meta(R"({"format": "payless-checkpoint-1"})")),
-             Contains("metadata has no 'data_checksum'"));
-  CHECK_THAT(error_for(dir, with_meta(R"({"format": "payless-checkpoint-1", "data_checksum": "12G4"})")),
-             Contains("'data_checksum' is '12G4', expected 16 lower-case hex digits"));
+  struct BadHeader {
+    const char* json;
+    const char* expected;
+  };
+  const BadHeader bad_metadata[] = {
+      {"[]", "__metadata__ must be an object"},
+      {R"({"format": "payless-checkpoint-1", "step": 3})", "metadata 'step' must be a string, found 3"},
+      {R"({"data_checksum": "0000000000000000"})", "metadata has no 'format'"},
+      {R"({"format": "other-1", "data_checksum": "0000000000000000"})",
+       "metadata 'format' is 'other-1', expected 'payless-checkpoint-1'"},
+      {R"({"format": "payless-checkpoint-1"})", "metadata has no 'data_checksum'"},
+      {R"({"format": "payless-checkpoint-1", "data_checksum": "12G4"})",
+       "'data_checksum' is '12G4', expected 16 lower-case hex digits"},
+  };
+  for (const BadHeader& bad : bad_metadata) {
+    INFO("__metadata__ " << bad.json);
+    CHECK_THAT(error_for(dir, craft("{\"__metadata__\": " + std::string(bad.json) + "}", "")),
+               Contains(bad.expected));
+  }
 
-  // One tensor entry.
-  auto with = [&](const std::string& spec) { return error_for(dir, craft_with("\"t\": " + spec, data)); };
-  CHECK_THAT(with("[3]"), Contains("tensor 't': the header entry must be an object"));
+  // One tensor entry "t" over the 12 data bytes.
   CHECK_THAT(error_for(dir, craft_with(R"("": {"dtype": "F32", "shape": [3], "data_offsets": [0, 12]})", data)),
              Contains("a tensor has an empty name"));
-  CHECK_THAT(with(R"({"dtype": "F32", "shape": [3]})"), Contains("tensor 't': the header entry has no 'data_offsets'"));
-  CHECK_THAT(with(R"({"dtype": "F32", "shape": [3], "data_offsets": [0, 12], "x": 1})"),
-             Contains("tensor 't': unknown key 'x'"));
-  CHECK_THAT(with(R"({"dtype": "F16", "shape": [6], "data_offsets": [0, 12]})"),
-             Contains("tensor 't': dtype \"F16\" is not supported"));
-  CHECK_THAT(with(R"({"dtype": 5, "shape": [3], "data_offsets": [0, 12]})"),
-             Contains("tensor 't': dtype must be a string"));
-  CHECK_THAT(with(R"({"dtype": "F32", "shape": 3, "data_offsets": [0, 12]})"),
-             Contains("tensor 't': shape must be an array"));
-  CHECK_THAT(with(R"({"dtype": "F32", "shape": [-3], "data_offsets": [0, 12]})"),
-             Contains("tensor 't': a shape entry is negative (-3)"));
-  CHECK_THAT(with(R"({"dtype": "F32", "shape": [1.5], "data_offsets": [0, 12]})"),
-             Contains("tensor 't': a shape entry must be a non-negative integer, found 1.5"));
-  CHECK_THAT(with(R"({"dtype": "F32", "shape": ["3"], "data_offsets": [0, 12]})"),
-             Contains("a shape entry must be a non-negative integer"));
-  CHECK_THAT(with(R"({"dtype": "F32", "shape": [1, 1, 1, 1, 3], "data_offsets": [0, 12]})"),
-             Contains("tensor 't': shape [1,1,1,1,3] has 5 dimensions; payless tensors have at most 4"));
-  // Products that overflow int64, also when a zero would make numel 0.
-  CHECK_THAT(with(R"({"dtype": "F32", "shape": [4294967296, 4294967296, 3], "data_offsets": [0, 12]})"),
-             Contains("tensor 't': shape [4294967296,4294967296,3] is too large"));
-  CHECK_THAT(with(R"({"dtype": "F32", "shape": [4294967296, 0, 4294967296], "data_offsets": [0, 12]})"),
-             Contains("is too large"));
-  CHECK_THAT(with(R"({"dtype": "F32", "shape": [18446744073709551615], "data_offsets": [0, 12]})"),
-             Contains("is too large"));
-  CHECK_THAT(with(R"({"dtype": "F32", "shape": [4611686018427387904], "data_offsets": [0, 12]})"),
-             Contains("but shape [4611686018427387904] of F32 needs"));  // 4 · numel overflows
-  // data_offsets.
-  CHECK_THAT(with(R"({"dtype": "F32", "shape": [3], "data_offsets": [0]})"),
-             Contains("tensor 't': data_offsets must be [begin, end], found [0]"));
-  CHECK_THAT(with(R"({"dtype": "F32", "shape": [3], "data_offsets": [0, -12]})"),
-             Contains("tensor 't': data_offsets end is negative"));
-  CHECK_THAT(with(R"({"dtype": "F32", "shape": [3], "data_offsets": [12, 0]})"),
-             Contains("tensor 't': data_offsets [12,0] end before they begin"));
-  CHECK_THAT(with(R"({"dtype": "F32", "shape": [3], "data_offsets": [0, 8]})"),
-             Contains("tensor 't': data_offsets [0,8] hold 8 bytes, but shape [3] of F32 needs 3 x 4 bytes"));
-  CHECK_THAT(with(R"({"dtype": "F32", "shape": [3], "data_offsets": [4, 16]})"),
-             Contains("tensor 't': data_offsets [4,16] go past the end of the data section (12 bytes)"));
-  CHECK_THAT(with(R"({"dtype": "F32", "shape": [2], "data_offsets": [4, 12]})"),
-             Contains("tensor 't' begins at byte 4 of the data section, leaving a gap after byte 0"));
+  const BadHeader bad_entries[] = {
+      {"[3]", "tensor 't': the header entry must be an object"},
+      {R"({"dtype": "F32", "shape": [3]})", "tensor 't': the header entry has no 'data_offsets'"},
+      {R"({"dtype": "F32", "shape": [3], "data_offsets": [0, 12], "x": 1})", "tensor 't': unknown key 'x'"},
+      {R"({"dtype": "F16", "shape": [6], "data_offsets": [0, 12]})",
+       "tensor 't': dtype \"F16\" is not supported"},
+      {R"({"dtype": 5, "shape": [3], "data_offsets": [0, 12]})", "tensor 't': dtype must be a string"},
+      {R"({"dtype": "F32", "shape": 3, "data_offsets": [0, 12]})", "tensor 't': shape must be an array"},
+      {R"({"dtype": "F32", "shape": [-3], "data_offsets": [0, 12]})",
+       "tensor 't': a shape entry is negative (-3)"},
+      {R"({"dtype": "F32", "shape": [1.5], "data_offsets": [0, 12]})",
+       "tensor 't': a shape entry must be a non-negative integer, found 1.5"},
+      {R"({"dtype": "F32", "shape": ["3"], "data_offsets": [0, 12]})",
+       "a shape entry must be a non-negative integer"},
+      {R"({"dtype": "F32", "shape": [1, 1, 1, 1, 3], "data_offsets": [0, 12]})",
+       "tensor 't': shape [1,1,1,1,3] has 5 dimensions; payless tensors have at most 4"},
+      // Products that overflow int64, also when a zero would make numel 0.
+      {R"({"dtype": "F32", "shape": [4294967296, 4294967296, 3], "data_offsets": [0, 12]})",
+       "tensor 't': shape [4294967296,4294967296,3] is too large"},
+      {R"({"dtype": "F32", "shape": [4294967296, 0, 4294967296], "data_offsets": [0, 12]})", "is too large"},
+      {R"({"dtype": "F32", "shape": [18446744073709551615], "data_offsets": [0, 12]})", "is too large"},
+      {R"({"dtype": "F32", "shape": [4611686018427387904], "data_offsets": [0, 12]})",
+       "but shape [4611686018427387904] of F32 needs"},  // 4 · numel overflows
+      // data_offsets.
+      {R"({"dtype": "F32", "shape": [3], "data_offsets": [0]})",
+       "tensor 't': data_offsets must be [begin, end], found [0]"},
+      {R"({"dtype": "F32", "shape": [3], "data_offsets": [0, -12]})",
+       "tensor 't': data_offsets end is negative"},
+      {R"({"dtype": "F32", "shape": [3], "data_offsets": [12, 0]})",
+       "tensor 't': data_offsets [12,0] end before they begin"},
+      {R"({"dtype": "F32", "shape": [3], "data_offsets": [0, 8]})",
+       "tensor 't': data_offsets [0,8] hold 8 bytes, but shape [3] of F32 needs 3 x 4 bytes"},
+      {R"({"dtype": "F32", "shape": [3], "data_offsets": [4, 16]})",
+       "tensor 't': data_offsets [4,16] go past the end of the data section (12 bytes)"},
+      {R"({"dtype": "F32", "shape": [2], "data_offsets": [4, 12]})",
+       "tensor 't' begins at byte 4 of the data section, leaving a gap after byte 0"},
+  };
+  for (const BadHeader& bad : bad_entries) {
+    INFO("entry \"t\": " << bad.json);
+    CHECK_THAT(error_for(dir, craft_with("\"t\": " + std::string(bad.json), data)), Contains(bad.expected));
+  }
 
   // Two tensors over the same 12 bytes.
   const std::string a = R"("a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]})";
@@ -543,24 +556,25 @@ TEST_CASE("scripts/read_checkpoint.py reads our files with numpy alone", "[check
   const std::string path = dir.file("model.ckpt");
   save_checkpoint(path, sample());
   const std::string bytes = read_bytes(path);
-  uint64_t n = 0;
-  for (int i = 7; i >= 0; --i) n = n << 8 | static_cast<uint8_t>(bytes[i]);
+  const uint64_t n = header_length(bytes);
   const std::string checksum = hex16(checksum64(bytes.data() + 8 + n, bytes.size() - 8 - n));
 
   int status = -1;
   std::string out = run(path, status);
   INFO(out);
   CHECK(status == 0);
-  CHECK_THAT(out, Contains("  format: payless-checkpoint-1\n"));
-  CHECK_THAT(out, Contains("  step: 12\n"));
-  CHECK_THAT(out, Contains("  data_checksum: " + checksum + "\n"));
-  CHECK_THAT(out, Contains("tensors: 5 (25 values, 100 bytes)\n"));
-  CHECK_THAT(out, Contains("  decoder.embed_tokens.weight  F32 [4, 3]  first values: 0 0.5 1 1.5 2 2.5 ...\n"));
-  CHECK_THAT(out, Contains("  decoder.layers.0.fc1.bias  F32 [8]  first values: -0 1.00053e-42 3.25 -7 inf nan ...\n"));
-  CHECK_THAT(out, Contains("  a_scalar  F32 []  first values: 42\n"));
-  CHECK_THAT(out, Contains("  empty  F32 [0, 3]  first values: \n"));
-  CHECK_THAT(out, Contains("  w  F32 [2, 2]  first values: 1 2 3 4\n"));
-  CHECK_THAT(out, Contains("checksum: OK (" + checksum + ")\n"));
+  const std::vector<std::string> lines = {
+      "  format: payless-checkpoint-1\n",
+      "  step: 12\n",
+      "  data_checksum: " + checksum + "\n",
+      "tensors: 5 (25 values, 100 bytes)\n",
+      "  decoder.embed_tokens.weight  F32 [4, 3]  first values: 0 0.5 1 1.5 2 2.5 ...\n",
+      "  decoder.layers.0.fc1.bias  F32 [8]  first values: -0 1.00053e-42 3.25 -7 inf nan ...\n",
+      "  a_scalar  F32 []  first values: 42\n",
+      "  empty  F32 [0, 3]  first values: \n",
+      "  w  F32 [2, 2]  first values: 1 2 3 4\n",
+      "checksum: OK (" + checksum + ")\n"};
+  for (const std::string& line : lines) CHECK_THAT(out, Contains(line));
 
   // A multi-megabyte file with a data section that is a multiple of 8 bytes checks out too.
   Checkpoint big;
