@@ -4,10 +4,11 @@
 // Two kinds of inner loop over the R contiguous channels of one head do all the work:
 //   tap sums:  out[t, 0..R) (+)= Σ_k w(t,k) · in[row(t,k), 0..R)   (forward, ∂x, decoding step)
 //   dots:      Σ_r gy[t, r] · x[t+k-P, r]                          (∂a, ∂w: one number per tap)
-// Each comes twice: a register tile for the interior of the sequence (below, "tiles"), and a
-// plain one-row loop for the rows near the edges where some taps fall into the zero padding.
-// The outer loops walk blocks of (b, t) rows; they are independent, so OpenMP splits them
-// statically, only when the work is big enough to pay for waking the threads.
+// Both run as register tiles (several rows, taps or channels at once, see "Register tiles"):
+// whole tiles inside the sequence, one-row tiles near its edges where some taps fall into the
+// zero padding, and plain loops for the leftover channels of heads that are not a multiple of 16
+// or 32 wide. The outer loop walks blocks of (b, t) rows; they are independent, so OpenMP splits
+// them statically, and only when the work is big enough to pay for waking the threads.
 #include "core/kernels/conv.h"
 
 #include <omp.h>
@@ -36,9 +37,9 @@ inline Vec load_vec(const float* p) {
 }
 inline void store_vec(float* p, const Vec& v) { std::memcpy(p, &v, sizeof v); }
 
-// Σ of the 16 lanes as a fixed tree: add the upper half onto the lower half, repeat, so the bits do
-// not depend on the instruction set. Taken by value and split with shuffles (not through memory),
-// so that callers' accumulators can stay in registers.
+// Σ of the 16 lanes as a fixed tree: add the upper half onto the lower half, repeat (the same order
+// whatever the vector width). Taken by value and split with shuffles, not through memory: a
+// memcpy of an accumulator's address made GCC keep all of dots_tile's accumulators on the stack.
 inline float sum_lanes(Vec v) {
   typedef float Vec8 __attribute__((vector_size(32)));
   typedef float Vec4 __attribute__((vector_size(16)));
@@ -284,7 +285,9 @@ void grad_weight_rows(const float* x, const float* gy, Acc* out, int64_t out_row
   }
 }
 
-// Work is split over blocks of kTimeBlock rows of one sequence.
+// Work is split over blocks of kTimeBlock rows of one sequence: small enough to give every thread
+// work on short batches; the K-1 window rows a block shares with the previous block of the same
+// thread are then usually still in L2.
 constexpr int64_t kTimeBlock = 32;
 
 // Forward for both convolutions.
