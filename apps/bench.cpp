@@ -277,6 +277,8 @@ int run_bench(cli::Args& args) {
   o.reps = static_cast<int>(args.get_int("reps", -1, "timed runs, the median is reported (default: per workload)"));
   const std::string lengths = args.get("lengths", "64,128,256,512,1024,2048", "layer: sequence lengths T");
   o.svg = args.get("svg", "", "layer/compare layer: write the time-vs-T chart (log-log) to this SVG file");
+  o.rounds = static_cast<int>(args.get_int("rounds", 1, "compare: run each payless/PyTorch pair this many times "
+                                            "(the median ratio is reported)"));
   o.quiet = args.flag("quiet", "JSON lines only, no table");
   o.child = args.flag("child", "internal: run the one selected training workload in this process");
   const std::string python = args.get("python", "/usr/bin/python3", "compare: the Python that has torch");

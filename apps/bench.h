@@ -113,6 +113,7 @@ struct Options {
   std::string svg;               // layer bench: chart path, "" for none
   bool child = false;            // train: run the selected single workload in this process
   bool quiet = false;            // JSON lines only, no table
+  int rounds = 1;                // compare: how many times each workload pair runs
 };
 
 int bench_ops(const Options& options);
