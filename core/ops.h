@@ -94,7 +94,8 @@ Tensor reshape(const Tensor& x, const std::vector<int64_t>& shape);
 Tensor view(const Tensor& x, const std::vector<int64_t>& shape);  // same as reshape
 Tensor transpose(const Tensor& x, int dim0, int dim1);           // copies
 Tensor permute(const Tensor& x, const std::vector<int>& order);  // copies; out dim i = x dim order[i]
-// Elements [start, start+length) along dim (a view for dim 0, a copy otherwise).
+// Elements [start, start+length) along dim: a view when every dim before `dim` has size 1
+// (always for dim 0), a copy otherwise.
 Tensor narrow(const Tensor& x, int dim, int64_t start, int64_t length);
 Tensor slice(const Tensor& x, int dim, int64_t start, int64_t end);  // narrow(x, dim, start, end-start)
 Tensor concat(const std::vector<Tensor>& xs, int dim);
