@@ -13,6 +13,7 @@
 // since absolute times on a shared machine are noisy.
 #include <cblas.h>
 #include <immintrin.h>
+#include <omp.h>
 
 #include <cstdio>
 #include <cstring>
@@ -30,9 +31,12 @@
 namespace payless::bench {
 namespace {
 
-// Single-core fp32 FMA peak: 12 independent accumulator chains hide the FMA latency (4 cycles ×
-// 2 pipes on Zen 4), so the loop runs at the issue rate of the vector FMA units.
-double measure_fma_peak_gflops() {
+// fp32 FMA peak of `threads` cores running at once: on each, 12 independent accumulator chains
+// hide the FMA latency (4 cycles × 2 pipes on Zen 4), so the loop runs at the issue rate of the
+// vector FMA units. Run with 1 thread and with all of them: if the second number is not `threads`
+// times the first, the cores share FMA units (SMT siblings of a virtual machine) or are busy with
+// someone else's work, and no code can scale past that.
+double measure_fma_peak_gflops(int threads) {
   const int64_t iterations = 20'000'000;
 #if defined(__AVX512F__)
   constexpr int kLanes = 16;
@@ -57,17 +61,23 @@ double measure_fma_peak_gflops() {
     return f[0] + f[1] + f[2] + f[3] + f[4] + f[5] + f[6] + f[7];
   };
 #endif
-  float sink = 0;
+  std::vector<float> sink(threads, 0.0f);
   double seconds = median_seconds(1, 3, [&] {
-    Vec acc[12];
-    for (int j = 0; j < 12; ++j) acc[j] = set1(0.001f * j);
-    const Vec a = set1(0.999999f), b = set1(1e-7f);
-    for (int64_t i = 0; i < iterations; ++i)
-      for (int j = 0; j < 12; ++j) acc[j] = fma(acc[j], a, b);
-    for (int j = 0; j < 12; ++j) sink += reduce(acc[j]);
+#pragma omp parallel num_threads(threads)
+    {
+      Vec acc[12];
+      for (int j = 0; j < 12; ++j) acc[j] = set1(0.001f * j);
+      const Vec a = set1(0.999999f), b = set1(1e-7f);
+      for (int64_t i = 0; i < iterations; ++i)
+        for (int j = 0; j < 12; ++j) acc[j] = fma(acc[j], a, b);
+      float s = 0;
+      for (int j = 0; j < 12; ++j) s += reduce(acc[j]);
+      sink[omp_get_thread_num()] += s;
+    }
   });
-  if (sink == 12345.0f) std::puts("");  // keeps the loop from being optimised away
-  return 2.0 * kLanes * 12 * iterations / seconds / 1e9;
+  for (float s : sink)
+    if (s == 12345.0f) std::puts("");  // keeps the loop from being optimised away
+  return 2.0 * kLanes * 12 * iterations * threads / seconds / 1e9;
 }
 
 // STREAM-like bandwidth over arrays far larger than the caches (3 × 128 MB), with the given
@@ -114,14 +124,16 @@ void kernel_row(const char* what, const char* op, double seconds, double flops, 
 
 int bench_ops(const Options& o) {
   const int threads = o.threads;
-  const double peak1 = measure_fma_peak_gflops();
+  const double peak1 = measure_fma_peak_gflops(1);
+  const double peak_all = threads > 1 ? measure_fma_peak_gflops(threads) : peak1;
   const double peak = peak1 * threads;
   const Bandwidth bw = measure_bandwidth(threads);
-  std::printf("fp32 FMA peak (measured, one core): %.1f GFLOP/s; × %d threads = %.1f\n", peak1,
-              threads, peak);
+  std::printf("fp32 FMA peak (measured, one core): %.1f GFLOP/s; × %d threads = %.1f; measured with %d "
+              "threads at once: %.1f\n", peak1, threads, peak, threads, peak_all);
   std::printf("memory bandwidth (STREAM-like, %d threads): copy %.1f GB/s, triad %.1f GB/s\n",
               threads, bw.copy_gbs, bw.triad_gbs);
   emit({{"bench", "ops"}, {"op", "fma_peak"}, {"gflops", peak1}, {"threads", 1}});
+  emit({{"bench", "ops"}, {"op", "fma_peak_all_threads"}, {"gflops", peak_all}, {"threads", threads}});
   emit({{"bench", "ops"}, {"op", "stream"}, {"copy_gbs", bw.copy_gbs}, {"triad_gbs", bw.triad_gbs},
         {"threads", threads}});
   const double bandwidth = bw.triad_gbs;
