@@ -230,6 +230,7 @@ void Trainer::validate_and_maybe_save_best() {
   if (!options_.quiet)
     std::printf("valid | update %6lld | loss %.3f | nll %.3f | ppl %.2f%s\n", static_cast<long long>(updates_),
                 last_valid_.loss, last_valid_.nll_loss, last_valid_.ppl, best ? " | best so far" : "");
+  std::fflush(stdout);
   if (best) {
     best_valid_loss_ = last_valid_.loss;
     save(checkpoint_path("best"));
@@ -279,7 +280,9 @@ void Trainer::run() {
       const double tokens_per_s = window_tokens_ / std::max(now, 1e-9);
       const UpdateRecord& last = history_.back();
       std::string left;
-      if (config_.max_update > 0) {
+      if (config_.time_budget_minutes > 0 && config_.max_update <= 0) {
+        left = " | left " + format_seconds(std::max(0.0, config_.time_budget_minutes * 60.0 - (wall - previous_seconds_)));
+      } else if (config_.max_update > 0) {
         double per_update = (wall - previous_seconds_) / std::max<double>(1, history_.size());
         left = " | left " + format_seconds(per_update * (config_.max_update - updates_));
       }
@@ -292,6 +295,7 @@ void Trainer::run() {
                       terminal ? "\r\033[K" : "", static_cast<long long>(updates_),
                       static_cast<long long>(train_.epoch()), loss, std::pow(2.0, nll), last.lr,
                       window_gnorm_ / window_updates_, tokens_per_s, format_seconds(wall).c_str(), left.c_str());
+        std::fflush(stdout);  // a log line is progress: show it now, also when stdout is a file or pipe
         window_loss_ = window_nll_ = window_gnorm_ = 0;
         window_tokens_ = window_updates_ = 0;
         window_start_ = std::chrono::steady_clock::now();
