@@ -26,7 +26,7 @@ $payless train --config configs/mt_dynamic_small.json --arch "$arch" --data runs
   --save-dir "$run" --threads "$threads" --set train.time_budget_minutes="$minutes"
 
 echo "== a few test verses (Spanish -> English)"
-zcat data/bible-es-en/test.es.gz | head -n 5 > "$run/sample.es"
+gzip -dc data/bible-es-en/test.es.gz | awk 'NR <= 5' > "$run/sample.es"  # awk reads to the end: no SIGPIPE
 $payless translate --checkpoint "$run/checkpoint_best.safetensors" --data runs/bible-es-en/data \
   --input "$run/sample.es" --beam 4 --threads "$threads" | paste -d '\n' "$run/sample.es" - | sed 's/^/  /'
 echo "== test BLEU (beam 4)"
