@@ -16,7 +16,6 @@
 #include <omp.h>
 
 #include <cstdio>
-#include <cstring>
 #include <nlohmann/json.hpp>
 
 #include "apps/bench.h"
@@ -280,11 +279,13 @@ std::vector<int64_t> parse_lengths(const std::string& list) {
 int run_bench(cli::Args& args) {
   Options o;
   o.threads = static_cast<int>(args.get_int("threads", 1, "threads for OpenMP and OpenBLAS together"));
-  o.selection = parse_selection(
-      args.get("config", "tiny,small,iwslt", "train/decode: model sizes, comma-separated (tiny, small, iwslt)"),
-      args.get("task", "lm,mt", "train/decode: tasks (lm, mt)"),
-      args.get("arch", "transformer,lightweight,dynamic",
-               "train/decode: architectures (transformer, lightweight or lightconv, dynamic or dynamicconv)"));
+  // Read one by one: the order of declaration is the order --help lists them in.
+  const std::string configs =
+      args.get("config", "tiny,small,iwslt", "train/decode: model sizes, comma-separated (tiny, small, iwslt)");
+  const std::string tasks = args.get("task", "lm,mt", "train/decode: tasks (lm, mt)");
+  const std::string archs = args.get("arch", "transformer,lightweight,dynamic",
+                                     "train/decode: architectures (transformer, lightweight or lightconv, dynamic or dynamicconv)");
+  o.selection = parse_selection(configs, tasks, archs);
   o.warmup = static_cast<int>(args.get_int("warmup", -1, "untimed runs first (default: per workload)"));
   o.reps = static_cast<int>(args.get_int("reps", -1, "timed runs, the median is reported (default: per workload)"));
   const std::string lengths = args.get("lengths", "64,128,256,512,1024,2048", "layer: sequence lengths T");
