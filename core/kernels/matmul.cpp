@@ -1,12 +1,39 @@
 // See core/kernels/matmul.h.
+//
+// Two paths behind one contract:
+//   - OpenBLAS sgemm for everything with many rows (training, the encoder, prefill);
+//   - a small-M path for the few-row products of incremental decoding (M = batch × beam rows of
+//     one token each against a weight matrix). sgemm packs all of op(B) into its own layout on
+//     every call; with M = 1 that packing costs more than the product itself (the 8000 × 256
+//     output layer: 1.07 ms through sgemm, 0.19 ms through sgemv). The small-M path reads every
+//     element of B once per call, straight from where it lies, and keeps the few rows of A in
+//     cache while it does.
+// The small-M path needs AVX-512 (F, VL, DQ: every AVX-512 CPU since Skylake-X); without it gemm
+// is sgemm alone.
 #include "core/kernels/matmul.h"
 
 #include <cblas.h>
 #include <omp.h>
 
+#include <algorithm>
 #include <climits>
+#include <vector>
 
 #include "core/error.h"
+#include "core/parallel.h"
+
+#if defined(__AVX512F__) && defined(__AVX512VL__) && defined(__AVX512DQ__)
+// GCC 12 warns inside its own shuffle intrinsics (their _mm512_undefined_ps() "is used
+// uninitialized", a known false positive); the warning is about the header, not this file.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+#pragma GCC diagnostic pop
+#define PAYLESS_SMALL_M_GEMM 1
+#else
+#define PAYLESS_SMALL_M_GEMM 0
+#endif
 
 namespace payless::kernels {
 namespace {
@@ -18,7 +45,273 @@ void scale_c(int64_t M, int64_t N, float beta, float* C, int64_t ldc) {
     for (int64_t j = 0; j < N; ++j) C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
 }
 
+#if PAYLESS_SMALL_M_GEMM
+
+// ---- C = alpha · A · Bᵀ + beta · C with B stored (N, K): the linear layer's x · Wᵀ.
+//
+// Every C[i, j] is a dot product of two contiguous K-long rows. A tile takes MR rows of A and NR
+// rows of B (MR · NR = 16) and keeps 16 accumulators of 16 lanes: per 16 values of k it loads
+// MR + NR vectors and does 16 FMAs. At the end the 16 accumulators are summed across their lanes
+// in one shuffle tree, which leaves the 16 dot products in the 16 lanes of one vector.
+// Each dot product is computed the same way whatever the tile shape (lane j of the accumulator
+// sums k ≡ j mod 16 in order of k, then the same tree), so a row of C has the same bits whether
+// it was computed alone or with others, and whichever thread computed it.
+
+constexpr int64_t kLanes = 16;
+
+// Lane r of the result = Σ of the 16 lanes of v[r]. Always inlined: as a call, the 16
+// accumulators would go through memory.
+__attribute__((always_inline)) inline __m512 sum_lanes_16(const __m512 v[16]) {
+  // Pairs (v[2p], v[2p+1]): per 128-bit block [a0+a2, b0+b2, a1+a3, b1+b3].
+  __m512 t[8];
+  for (int p = 0; p < 8; ++p)
+    t[p] = _mm512_add_ps(_mm512_unpacklo_ps(v[2 * p], v[2 * p + 1]),
+                         _mm512_unpackhi_ps(v[2 * p], v[2 * p + 1]));
+  // Quads: per 128-bit block the block's sum of v[4q], v[4q+1], v[4q+2], v[4q+3].
+  __m512 u[4];
+  for (int q = 0; q < 4; ++q)
+    u[q] = _mm512_add_ps(_mm512_shuffle_ps(t[2 * q], t[2 * q + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                         _mm512_shuffle_ps(t[2 * q], t[2 * q + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+  // Add the four 128-bit blocks: block q of the result gathers u[q]'s four blocks.
+  const __m512 y01 = _mm512_add_ps(_mm512_shuffle_f32x4(u[0], u[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                                   _mm512_shuffle_f32x4(u[0], u[1], _MM_SHUFFLE(3, 1, 3, 1)));
+  const __m512 y23 = _mm512_add_ps(_mm512_shuffle_f32x4(u[2], u[3], _MM_SHUFFLE(2, 0, 2, 0)),
+                                   _mm512_shuffle_f32x4(u[2], u[3], _MM_SHUFFLE(3, 1, 3, 1)));
+  return _mm512_add_ps(_mm512_shuffle_f32x4(y01, y23, _MM_SHUFFLE(2, 0, 2, 0)),
+                       _mm512_shuffle_f32x4(y01, y23, _MM_SHUFFLE(3, 1, 3, 1)));
+}
+
+// The 16 dot products of rows a[0..MR) with rows b[0..NR): lane i·NR + j = a[i] · b[j].
+// The k loop runs NR / 4 times, each time over 4 rows of b: at most 8 rows are streamed at once.
+// (16 rows 4 KB apart, K = 1024, all fall in the same L1 set and evict each other's prefetched
+// lines: the 1 x 16 tile in one pass ran at half the speed of two rows of A.)
+template <int MR, int NR>
+__m512 dot_tile(const float* const* a, const float* const* b, int64_t K) {
+  static_assert(MR * NR == 16 && NR % 4 == 0, "a tile is 16 dot products, 4 rows of b at a time");
+  __m512 acc[16];
+  for (int r = 0; r < 16; ++r) acc[r] = _mm512_setzero_ps();
+  const int64_t full = K - K % kLanes;
+  const __mmask16 tail = static_cast<__mmask16>((1u << (K - full)) - 1);
+  for (int pass = 0; pass < NR / 4; ++pass) {
+    const float* const* bp = b + 4 * pass;
+    // acc[i·NR + 4·pass + j] += a[i][k..k+16) · bp[j][k..k+16), lane by lane
+    auto fma_step = [&](const __m512* bv, const __m512* av) {
+      for (int i = 0; i < MR; ++i)
+        for (int j = 0; j < 4; ++j)
+          acc[i * NR + 4 * pass + j] = _mm512_fmadd_ps(av[i], bv[j], acc[i * NR + 4 * pass + j]);
+    };
+    for (int64_t k = 0; k < full; k += kLanes) {
+      __m512 bv[4], av[MR];
+      // The empty asm statements keep the loaded vectors in registers. Left alone, GCC folds a
+      // load into every FMA that uses it, and the 4 x 4 tile then waits on 20 loads per 16 FMAs
+      // instead of 8: half its speed, measured.
+      for (int j = 0; j < 4; ++j) {
+        bv[j] = _mm512_loadu_ps(bp[j] + k);
+        if (MR > 1) asm("" : "+v"(bv[j]));
+      }
+      for (int i = 0; i < MR; ++i) {
+        av[i] = _mm512_loadu_ps(a[i] + k);
+        asm("" : "+v"(av[i]));
+      }
+      fma_step(bv, av);
+    }
+    if (full < K) {  // the last K mod 16 values; masked lanes load as 0 and add nothing
+      __m512 bv[4], av[MR];
+      for (int j = 0; j < 4; ++j) bv[j] = _mm512_maskz_loadu_ps(tail, bp[j] + full);
+      for (int i = 0; i < MR; ++i) av[i] = _mm512_maskz_loadu_ps(tail, a[i] + full);
+      fma_step(bv, av);
+    }
+  }
+  return sum_lanes_16(acc);
+}
+
+// out = alpha · dot + beta · c, with c read only when beta != 0 (beta = 0 may meet NaN in C).
+template <typename V>
+inline V finish(V dot, V c, float alpha, float beta);
+template <>
+inline __m128 finish(__m128 dot, __m128 c, float alpha, float beta) {
+  if (alpha != 1.0f) dot = _mm_mul_ps(_mm_set1_ps(alpha), dot);
+  return beta == 0.0f ? dot : beta == 1.0f ? _mm_add_ps(dot, c) : _mm_fmadd_ps(_mm_set1_ps(beta), c, dot);
+}
+template <>
+inline __m256 finish(__m256 dot, __m256 c, float alpha, float beta) {
+  if (alpha != 1.0f) dot = _mm256_mul_ps(_mm256_set1_ps(alpha), dot);
+  return beta == 0.0f ? dot
+                      : beta == 1.0f ? _mm256_add_ps(dot, c) : _mm256_fmadd_ps(_mm256_set1_ps(beta), c, dot);
+}
+template <>
+inline __m512 finish(__m512 dot, __m512 c, float alpha, float beta) {
+  if (alpha != 1.0f) dot = _mm512_mul_ps(_mm512_set1_ps(alpha), dot);
+  return beta == 0.0f ? dot
+                      : beta == 1.0f ? _mm512_add_ps(dot, c) : _mm512_fmadd_ps(_mm512_set1_ps(beta), c, dot);
+}
+
+// Writes tile lanes [i·NR, (i+1)·NR) to C row i, columns [0, cols) of the tile (cols <= NR).
+template <int MR, int NR>
+inline void store_tile(__m512 dots, float* C, int64_t ldc, int64_t cols, float alpha, float beta) {
+  if (NR == 16) {
+    const __mmask16 m = static_cast<__mmask16>((1u << cols) - 1);
+    const __m512 c = beta == 0.0f ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(m, C);
+    _mm512_mask_storeu_ps(C, m, finish(dots, c, alpha, beta));
+  } else if (NR == 8) {
+    const __mmask8 m = static_cast<__mmask8>((1u << cols) - 1);
+    for (int i = 0; i < MR; ++i) {
+      const __m256 d = i == 0 ? _mm512_castps512_ps256(dots) : _mm512_extractf32x8_ps(dots, 1);
+      float* row = C + i * ldc;
+      const __m256 c = beta == 0.0f ? _mm256_setzero_ps() : _mm256_maskz_loadu_ps(m, row);
+      _mm256_mask_storeu_ps(row, m, finish(d, c, alpha, beta));
+    }
+  } else {
+    static_assert(NR == 4 || NR == 8 || NR == 16, "tiles are 1 x 16, 2 x 8 or 4 x 4");
+    const __mmask8 m = static_cast<__mmask8>((1u << cols) - 1);
+    __m128 d[4] = {_mm512_castps512_ps128(dots), _mm512_extractf32x4_ps(dots, 1),
+                   _mm512_extractf32x4_ps(dots, 2), _mm512_extractf32x4_ps(dots, 3)};
+    for (int i = 0; i < MR; ++i) {
+      float* row = C + i * ldc;
+      const __m128 c = beta == 0.0f ? _mm_setzero_ps() : _mm_maskz_loadu_ps(m, row);
+      _mm_mask_storeu_ps(row, m, finish(d[i], c, alpha, beta));
+    }
+  }
+}
+
+// Columns [j0, j0 + cols) of C (cols <= 16) for all M rows. b[0..16) are the B rows of those
+// columns (the ones past `cols` repeat the last real row; computed, never stored).
+void nt_column_block(int64_t M, int64_t K, float alpha, const float* A, int64_t lda,
+                     const float* const* b, float beta, float* C, int64_t ldc, int64_t j0, int64_t cols) {
+  const float* a[4];
+  int64_t i = 0;
+  for (; i + 4 <= M; i += 4) {
+    for (int r = 0; r < 4; ++r) a[r] = A + (i + r) * lda;
+    for (int64_t jj = 0; jj < cols; jj += 4)
+      store_tile<4, 4>(dot_tile<4, 4>(a, b + jj, K), C + i * ldc + j0 + jj, ldc,
+                       std::min<int64_t>(4, cols - jj), alpha, beta);
+  }
+  if (M - i >= 2) {
+    for (int r = 0; r < 2; ++r) a[r] = A + (i + r) * lda;
+    for (int64_t jj = 0; jj < cols; jj += 8)
+      store_tile<2, 8>(dot_tile<2, 8>(a, b + jj, K), C + i * ldc + j0 + jj, ldc,
+                       std::min<int64_t>(8, cols - jj), alpha, beta);
+    i += 2;
+  }
+  if (M - i == 1) {
+    a[0] = A + i * lda;
+    store_tile<1, 16>(dot_tile<1, 16>(a, b, K), C + i * ldc + j0, ldc, cols, alpha, beta);
+  }
+}
+
+// ---- C = alpha · A · B + beta · C with B stored (K, N): row i of C is Σ_k A[i, k] · B[k, :].
+//
+// A tile is MR rows × NV vectors of 16 columns: per k it loads NV vectors of B row k, broadcasts
+// MR values of A, and does MR · NV FMAs. Each C[i, j] sums k in order with one FMA per k, in any
+// tile shape.
+
+constexpr int kNnVectors = 4;  // 64 columns per tile
+
+template <int MR, int NV>
+void nn_tile(const float* A, int64_t lda, const float* B, int64_t ldb, int64_t K, float alpha,
+             float beta, float* C, int64_t ldc, __mmask16 last_mask) {
+  __m512 acc[MR * NV];  // acc[i·NV + v]: row i, columns [16v, 16v + 16)
+  for (int r = 0; r < MR * NV; ++r) acc[r] = _mm512_setzero_ps();
+  for (int64_t k = 0; k < K; ++k) {
+    const float* brow = B + k * ldb;
+    __m512 bv[NV];
+    for (int v = 0; v < NV; ++v) {
+      bv[v] = v == NV - 1 ? _mm512_maskz_loadu_ps(last_mask, brow + v * kLanes)
+                          : _mm512_loadu_ps(brow + v * kLanes);
+      if (MR > 1) asm("" : "+v"(bv[v]));  // in a register, as in dot_tile
+    }
+    for (int i = 0; i < MR; ++i) {
+      const __m512 av = _mm512_set1_ps(A[i * lda + k]);
+      for (int v = 0; v < NV; ++v) acc[i * NV + v] = _mm512_fmadd_ps(av, bv[v], acc[i * NV + v]);
+    }
+  }
+  // Unrolled, so that acc stays in registers: with a loop here GCC also kept a copy of acc in
+  // memory and stored all of it at every k.
+#pragma GCC unroll 4
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+      const __mmask16 m = v == NV - 1 ? last_mask : __mmask16(0xFFFF);
+      float* c = C + i * ldc + v * kLanes;
+      const __m512 old = beta == 0.0f ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(m, c);
+      _mm512_mask_storeu_ps(c, m, finish(acc[i * NV + v], old, alpha, beta));
+    }
+}
+
+template <int NV>
+void nn_rows(int64_t M, const float* A, int64_t lda, const float* B, int64_t ldb, int64_t K,
+             float alpha, float beta, float* C, int64_t ldc, __mmask16 last_mask) {
+  int64_t i = 0;
+  for (; i + 4 <= M; i += 4)
+    nn_tile<4, NV>(A + i * lda, lda, B, ldb, K, alpha, beta, C + i * ldc, ldc, last_mask);
+  switch (M - i) {
+    case 3: nn_tile<3, NV>(A + i * lda, lda, B, ldb, K, alpha, beta, C + i * ldc, ldc, last_mask); break;
+    case 2: nn_tile<2, NV>(A + i * lda, lda, B, ldb, K, alpha, beta, C + i * ldc, ldc, last_mask); break;
+    case 1: nn_tile<1, NV>(A + i * lda, lda, B, ldb, K, alpha, beta, C + i * ldc, ldc, last_mask); break;
+    default: break;
+  }
+}
+
+// Columns [j0, j0 + cols) of C (cols <= 64) for all M rows.
+void nn_column_block(int64_t M, int64_t K, float alpha, const float* A, int64_t lda, const float* B,
+                     int64_t ldb, float beta, float* C, int64_t ldc, int64_t j0, int64_t cols) {
+  const int64_t vectors = (cols + kLanes - 1) / kLanes, tail = cols - (vectors - 1) * kLanes;
+  const __mmask16 last = static_cast<__mmask16>((1u << tail) - 1);
+  const float* b = B + j0;
+  float* c = C + j0;
+  switch (vectors) {
+    case 4: nn_rows<4>(M, A, lda, b, ldb, K, alpha, beta, c, ldc, last); break;
+    case 3: nn_rows<3>(M, A, lda, b, ldb, K, alpha, beta, c, ldc, last); break;
+    case 2: nn_rows<2>(M, A, lda, b, ldb, K, alpha, beta, c, ldc, last); break;
+    default: nn_rows<1>(M, A, lda, b, ldb, K, alpha, beta, c, ldc, last); break;
+  }
+}
+
+// The small-M path. op(A) transposed is first copied into (M, K) rows: M·K values, small next to
+// the N·K of B that the product streams.
+void gemm_small_m(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                  const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
+                  int64_t ldc) {
+  thread_local std::vector<float> packed_a;
+  if (trans_a) {
+    packed_a.resize(static_cast<size_t>(M * K));
+    for (int64_t k = 0; k < K; ++k)
+      for (int64_t i = 0; i < M; ++i) packed_a[i * K + k] = A[k * lda + i];
+    A = packed_a.data();
+    lda = K;
+  }
+  // The columns are split over threads, never the k sum: every C[i, j] comes out with the same
+  // bits at any thread count. Small products stay on one thread (see kSmallGemmParallelWork).
+  const bool parallel = M * N * K >= kSmallGemmParallelWork && num_threads() > 1;
+  const int64_t width = trans_b ? kLanes : kNnVectors * kLanes, blocks = (N + width - 1) / width;
+  auto column_block = [&](int64_t blk) {
+    const int64_t j0 = blk * width, cols = std::min(width, N - j0);
+    if (trans_b) {
+      const float* b[kLanes];
+      for (int64_t t = 0; t < kLanes; ++t) b[t] = B + std::min(j0 + t, N - 1) * ldb;
+      nt_column_block(M, K, alpha, A, lda, b, beta, C, ldc, j0, cols);
+    } else {
+      nn_column_block(M, K, alpha, A, lda, B, ldb, beta, C, ldc, j0, cols);
+    }
+  };
+  // A plain loop when single-threaded: even an OpenMP region with a false `if` costs a call
+  // into the runtime, which shows at the sizes of a one-token step.
+  if (parallel && blocks > 1) {
+#pragma omp parallel for schedule(static)
+    for (int64_t blk = 0; blk < blocks; ++blk) column_block(blk);
+  } else {
+    for (int64_t blk = 0; blk < blocks; ++blk) column_block(blk);
+  }
+}
+
+#endif  // PAYLESS_SMALL_M_GEMM
+
 }  // namespace
+
+bool gemm_uses_small_m_path(int64_t M, int64_t N, int64_t K) {
+  if (!PAYLESS_SMALL_M_GEMM) return false;
+  return M <= kSmallGemmMaxRows && M * N * K > kSmallGemmMinWork;
+}
 
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
           int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
@@ -27,12 +320,44 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alp
   PAYLESS_ASSERT(lda >= (trans_a ? M : K) && ldb >= (trans_b ? K : N) && ldc >= N);
   if (M == 0 || N == 0) return;
   if (K == 0) return scale_c(M, N, beta, C, ldc);
+#if PAYLESS_SMALL_M_GEMM
+  if (gemm_uses_small_m_path(M, N, K))
+    return gemm_small_m(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+#endif
   // cblas takes int sizes; a matrix past 2^31 elements per row stride would overflow silently.
   for (int64_t v : {M, N, K, lda, ldb, ldc})
     if (v > INT_MAX) fail("gemm: size ", v, " does not fit the BLAS interface (int)");
   cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
               static_cast<int>(M), static_cast<int>(N), static_cast<int>(K), alpha, A,
               static_cast<int>(lda), B, static_cast<int>(ldb), beta, C, static_cast<int>(ldc));
+}
+
+void gemm_blas(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+               const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
+               int64_t ldc) {
+  PAYLESS_ASSERT(!omp_in_parallel());
+  PAYLESS_ASSERT(lda >= (trans_a ? M : K) && ldb >= (trans_b ? K : N) && ldc >= N);
+  if (M == 0 || N == 0) return;
+  if (K == 0) return scale_c(M, N, beta, C, ldc);
+  for (int64_t v : {M, N, K, lda, ldb, ldc})
+    if (v > INT_MAX) fail("gemm: size ", v, " does not fit the BLAS interface (int)");
+  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
+              static_cast<int>(M), static_cast<int>(N), static_cast<int>(K), alpha, A,
+              static_cast<int>(lda), B, static_cast<int>(ldb), beta, C, static_cast<int>(ldc));
+}
+
+void gemm_small_m_path(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                       const float* A, int64_t lda, const float* B, int64_t ldb, float beta,
+                       float* C, int64_t ldc) {
+  PAYLESS_ASSERT(!omp_in_parallel());
+  PAYLESS_ASSERT(lda >= (trans_a ? M : K) && ldb >= (trans_b ? K : N) && ldc >= N);
+  if (M == 0 || N == 0) return;
+  if (K == 0) return scale_c(M, N, beta, C, ldc);
+#if PAYLESS_SMALL_M_GEMM
+  gemm_small_m(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+#else
+  gemm_blas(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+#endif
 }
 
 void gemm_reference(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,

@@ -1,4 +1,5 @@
-// General matrix multiply on raw row-major buffers: the OpenBLAS call and a plain reference loop.
+// General matrix multiply on raw row-major buffers: OpenBLAS sgemm, a small-M path for the
+// few-row products of incremental decoding, and a plain reference loop.
 //
 // This is the one place in payless that calls sgemm (core/ops/matmul.cpp builds matmul, linear
 // and their backward passes from it). It is not a Tensor op: no shapes, no autograd, just
@@ -17,8 +18,32 @@ namespace payless::kernels {
 // beta = 0 overwrites C without reading it (so C may hold garbage, even NaN); beta = 1 accumulates,
 // which is how every backward pass adds into a gradient buffer.
 // Must not be called from inside an OpenMP parallel region: OpenBLAS runs its own thread pool.
+// Products with few rows (M <= the limits below) take the small-M path, the others sgemm; both
+// give the same bits run after run, and the small-M path also at any thread count.
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
           int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
+
+// Where gemm takes the small-M path: M <= kSmallGemmMaxRows and M·N·K > kSmallGemmMinWork.
+// Both from timings of both paths on Zen 4 at the decoding shapes (docs/benchmarks.md, "Small-M
+// products"): above 32 rows sgemm's packing pays for itself at some shapes; at or below 2^18
+// multiply-adds OpenBLAS runs its own small-matrix kernels, without packing, as fast or faster.
+constexpr int64_t kSmallGemmMaxRows = 32;
+constexpr int64_t kSmallGemmMinWork = int64_t{1} << 18;
+// Multiply-adds from which the small-M path splits the columns over the threads. Below it waking
+// the second thread costs more than it saves (under a passive wait policy, tens of µs).
+constexpr int64_t kSmallGemmParallelWork = int64_t{1} << 20;
+
+// True when gemm takes the small-M path for this shape (never on CPUs without AVX-512).
+bool gemm_uses_small_m_path(int64_t M, int64_t N, int64_t K);
+
+// Each path alone, with gemm's contract, for tests and `payless bench ops`. gemm_small_m_path is
+// sgemm on CPUs without AVX-512.
+void gemm_blas(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+               const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
+               int64_t ldc);
+void gemm_small_m_path(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                       const float* A, int64_t lda, const float* B, int64_t ldb, float beta,
+                       float* C, int64_t ldc);
 
 // The same contract as gemm, as three plain loops accumulating in double. For tests only.
 void gemm_reference(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,

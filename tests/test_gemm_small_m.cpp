@@ -1,0 +1,121 @@
+// The small-M path of kernels::gemm (core/kernels/matmul.cpp): the products of incremental
+// decoding, a few rows of A against a whole weight matrix. Against gemm_reference at odd sizes
+// (every tail of the 16-lane vectors and of the 1 x 16, 2 x 8, 4 x 4 and 64-column tiles), wide
+// leading dimensions, every transpose, beta = 0 over NaN, beta = 1 and a general alpha and beta;
+// then its determinism: the same bits at 1 and 2 threads, and a row's bits independent of the
+// rows computed with it. The sgemm path is tested in test_matmul.cpp.
+#include <catch2/catch.hpp>
+
+#include <limits>
+
+#include "core/kernels/matmul.h"
+#include "tests/support/compare.h"
+
+using namespace payless;
+using namespace payless::testing;
+
+namespace {
+
+struct Case {
+  bool trans_a, trans_b;
+  int64_t M, N, K;
+  int64_t lda() const { return (trans_a ? M : K) + 3; }  // wider than the matrix: a mix-up shows
+  int64_t ldb() const { return (trans_b ? K : N) + 5; }
+  int64_t ldc() const { return N + 2; }
+  std::vector<float> a(uint64_t seed) const { return random_values((trans_a ? K : M) * lda(), seed); }
+  std::vector<float> b(uint64_t seed) const { return random_values((trans_b ? N : K) * ldb(), seed); }
+};
+
+using GemmFn = void (*)(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t,
+                        const float*, int64_t, float, float*, int64_t);
+
+// Runs `fn` and the reference on one case with the given alpha, beta and starting C; returns
+// the number of mismatching elements (the padding between rows is compared too: it must stay).
+int64_t mismatches(GemmFn fn, const Case& c, float alpha, float beta, const std::vector<float>& c0,
+                   uint64_t seed) {
+  const std::vector<float> A = c.a(seed), B = c.b(seed + 1);
+  std::vector<float> got = c0, want = c0;
+  fn(c.trans_a, c.trans_b, c.M, c.N, c.K, alpha, A.data(), c.lda(), B.data(), c.ldb(), beta,
+     got.data(), c.ldc());
+  kernels::gemm_reference(c.trans_a, c.trans_b, c.M, c.N, c.K, alpha, A.data(), c.lda(), B.data(),
+                          c.ldb(), beta, want.data(), c.ldc());
+  // With beta = 0 the reference leaves NaN padding as NaN; so must the kernel. Compare NaN as NaN.
+  for (size_t i = 0; i < got.size(); ++i)
+    if (std::isnan(got[i]) && std::isnan(want[i])) got[i] = want[i] = 0.0f;
+  return count_mismatches(got, want, 1e-5, 1e-5);
+}
+
+}  // namespace
+
+TEST_CASE("small-M gemm equals the reference loop at odd sizes, strides and transposes",
+          "[kernels][matmul]") {
+  const int64_t sizes[] = {1, 7, 13, 33, 129, 257};
+  for (int threads : {1, 2}) {
+    ThreadScope scope(threads);
+    for (int64_t M = 1; M <= 9; ++M)
+      for (int64_t N : sizes)
+        for (int64_t K : sizes)
+          for (int combo = 0; combo < 4; ++combo) {
+            const Case c{bool(combo & 1), bool(combo & 2), M, N, K};
+            INFO("threads " << threads << " M " << M << " N " << N << " K " << K << " trans_a "
+                            << c.trans_a << " trans_b " << c.trans_b);
+            const uint64_t seed = 100 * M + 10 * combo + N + K;
+            const int64_t rows = M * c.ldc();
+            // beta = 0 must not read C: a NaN already there must not reach the result.
+            const std::vector<float> nan_c(rows, std::numeric_limits<float>::quiet_NaN());
+            CHECK(mismatches(kernels::gemm_small_m_path, c, 1.0f, 0.0f, nan_c, seed) == 0);
+            // beta = 1 accumulates (the backward case); alpha scales only the product.
+            const std::vector<float> c0 = random_values(rows, seed + 7);
+            CHECK(mismatches(kernels::gemm_small_m_path, c, 0.5f, 1.0f, c0, seed) == 0);
+            CHECK(mismatches(kernels::gemm_small_m_path, c, -1.5f, 0.25f, c0, seed) == 0);
+          }
+  }
+}
+
+TEST_CASE("gemm takes the small-M path inside its limits and stays exact on both sides",
+          "[kernels][matmul]") {
+  // Rows around the row limit, with enough work to leave sgemm's own small-matrix range; and
+  // few rows with too little work. Through the public gemm, which picks the path.
+  const int64_t limit = kernels::kSmallGemmMaxRows;
+  const int64_t cases[][3] = {{limit - 1, 517, 129}, {limit, 517, 129}, {limit + 1, 517, 129},
+                              {1, 2100, 129}, {3, 20, 17}};
+  for (bool trans_b : {false, true})
+    for (const auto& s : cases) {
+      const Case c{false, trans_b, s[0], s[1], s[2]};
+      INFO("M " << c.M << " N " << c.N << " K " << c.K << " trans_b " << trans_b << " small-M path "
+                << kernels::gemm_uses_small_m_path(c.M, c.N, c.K));
+      const std::vector<float> nan_c(c.M * c.ldc(), std::numeric_limits<float>::quiet_NaN());
+      CHECK(mismatches(kernels::gemm, c, 1.0f, 0.0f, nan_c, 5) == 0);
+      CHECK(mismatches(kernels::gemm, c, 1.0f, 1.0f, random_values(c.M * c.ldc(), 6), 5) == 0);
+    }
+}
+
+TEST_CASE("small-M gemm gives the same bits at 1 and 2 threads and for a row alone",
+          "[kernels][matmul]") {
+  // Large enough to be split over two threads (M·N·K above kSmallGemmParallelWork).
+  for (int combo = 0; combo < 4; ++combo) {
+    const Case c{bool(combo & 1), bool(combo & 2), 5, 1031, 263};
+    REQUIRE(c.M * c.N * c.K >= kernels::kSmallGemmParallelWork);
+    INFO("trans_a " << c.trans_a << " trans_b " << c.trans_b);
+    const std::vector<float> A = c.a(1), B = c.b(2);
+    check_same_bits_at_1_and_2_threads([&] {
+      std::vector<float> out(c.M * c.ldc(), 0.0f);
+      kernels::gemm_small_m_path(c.trans_a, c.trans_b, c.M, c.N, c.K, 1.0f, A.data(), c.lda(),
+                                 B.data(), c.ldb(), 0.0f, out.data(), c.ldc());
+      return out;
+    });
+  }
+  // x · Wᵀ (the decoding case): row i of a 7-row product has the bits of row i computed alone,
+  // so a hypothesis decodes to the same numbers whatever batch it shares.
+  const int64_t M = 7, N = 300, K = 129;
+  const std::vector<float> A = random_values(M * K, 3), B = random_values(N * K, 4);
+  std::vector<float> all(M * N);
+  kernels::gemm_small_m_path(false, true, M, N, K, 1.0f, A.data(), K, B.data(), K, 0.0f, all.data(), N);
+  for (int64_t i = 0; i < M; ++i) {
+    std::vector<float> alone(N);
+    kernels::gemm_small_m_path(false, true, 1, N, K, 1.0f, A.data() + i * K, K, B.data(), K, 0.0f,
+                               alone.data(), N);
+    INFO("row " << i);
+    CHECK(same_bits(alone, std::vector<float>(all.begin() + i * N, all.begin() + (i + 1) * N)));
+  }
+}
