@@ -10,6 +10,7 @@ packages=(
   nlohmann-json3-dev      # JSON configs and checkpoint headers
   python3-numpy           # scripts/read_checkpoint.py, checked by the test suite
   clang libclang-rt-14-dev  # libFuzzer targets (scripts/fuzz.sh)
+  libopenmpi-dev openmpi-bin  # data-parallel training over MPI (mpirun), tested by [mpi]
 )
 
 missing=()
