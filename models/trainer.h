@@ -15,10 +15,25 @@
 // Each holds the parameters, Adam's moments, and in its metadata the model and training configs,
 // the update count, epoch, data-loader position, RNG state, optimizer state and best validation
 // loss, so that resuming gives bit-identical parameters and losses to a run that never stopped
-// (same seed and thread count).
+// (same seed, thread count and number of ranks).
 //
 // Logging: a human line on stdout every log_interval updates, and the same numbers as JSON lines
 // in log_path (`payless plot` draws them). Losses are in base 2, like the reference's logs.
+//
+// Data-parallel training (when started by `mpirun -np N`, core/distributed.h): every rank holds
+// the whole model and the same batch stream; of each batch it runs only its shard
+// (shard_batch: a contiguous slice of the rows), so max_tokens is the GLOBAL batch and N ranks
+// compute what one process computes with the whole batch. After the update's backward passes the
+// gradients of all ranks are summed in one flat buffer (one all-reduce), together with the loss
+// sums and the target-token count; then every rank normalises by the global token count, clips by
+// the global norm and takes the identical Adam step, so the parameters stay the same on every
+// rank without ever being sent. Every decision that ends or skips something is taken from summed
+// numbers (a non-finite update) or by rank 0 alone and broadcast (the time budget). Validation is
+// shared out by batch and summed. Only rank 0 prints, writes the log and the checkpoints. A
+// checkpoint's data position is a position in the global stream, so a run resumes on any number
+// of ranks; rank 0 reads the checkpoint and sends it to the others (no shared disk needed).
+// Dropout draws from a different seed on each rank, so their masks are not correlated. With
+// several ranks, construct the Trainer and call resume() and run() on every rank: they exchange.
 #pragma once
 
 #include <chrono>
@@ -54,6 +69,13 @@ struct EvalResult {
 // Loss of `model` over batches, in eval mode and without recording.
 EvalResult evaluate(SequenceModel& model, const std::vector<Batch>& batches, float smoothing,
                     SmoothingVariant variant);
+
+// Rank `rank`'s share of a batch among `ranks`: rows [rank·B/ranks, (rank+1)·B/ranks) (rounded
+// down), with the columns that are padding in every one of those rows cut off (trailing target
+// columns, leading source columns: sources are left-padded). The model masks padding, so the
+// shards' summed losses and gradients equal the whole batch's. A rank may get no rows (B < ranks):
+// then B is 0 and target_tokens 0.
+Batch shard_batch(const Batch& batch, int rank, int ranks);
 
 struct UpdateRecord {
   int64_t update;
@@ -94,6 +116,8 @@ class Trainer {
   void save_periodic();
   void log_event(nlohmann::json event);
   bool should_stop() const;
+  // Sums the gradients of all ranks in place (one all-reduce of flat_grads_).
+  void all_reduce_gradients();
 
   SequenceModel& model_;
   TrainConfig config_;
@@ -104,6 +128,9 @@ class Trainer {
   std::unique_ptr<Adam> optimizer_;
   std::unique_ptr<LrSchedule> schedule_;
   SmoothingVariant variant_;
+  bool root_;   // rank 0: prints, writes the log and the checkpoints
+  bool speak_;  // root_ and not options_.quiet
+  std::vector<float> flat_grads_;  // every gradient back to back, then one has-a-gradient flag per parameter
 
   int64_t updates_ = 0;
   int64_t bad_in_a_row_ = 0;
