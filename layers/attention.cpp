@@ -1,10 +1,14 @@
-// See layers/attention.h. Only ops from core/ops.h here; the heavy lifting is the batched matmul.
+// See layers/attention.h. Ops from core/ops.h, the heavy lifting being the batched matmul; the
+// one exception is the incremental encoder-decoder attention (attend_shared_source), which reads
+// the cached source through a row map and so calls the gemm and softmax kernels on raw rows.
 #include "layers/attention.h"
 
 #include <cmath>
 
 #include "core/autograd.h"
 #include "core/error.h"
+#include "core/kernels/matmul.h"
+#include "core/kernels/softmax.h"
 #include "core/ops.h"
 #include "layers/incremental.h"
 
@@ -31,9 +35,22 @@ Tensor future_mask(int64_t T, int64_t S) {
 // ---- AttentionCache
 
 void AttentionCache::reorder(const std::vector<int64_t>& order) {
-  keys = reorder_batch(keys, order);
-  values = reorder_batch(values, order);
-  key_padding_mask = reorder_batch(key_padding_mask, order);
+  if (!empty() && !shared_source) {
+    keys = reorder_batch(keys, order);
+    values = reorder_batch(values, order);
+    key_padding_mask = reorder_batch(key_padding_mask, order);
+    return;
+  }
+  // rows' = rows ∘ order. Before the first step the batch size is not known yet: the indices
+  // are checked against encoder_out when the cache is filled.
+  const int64_t batch = rows.empty() ? (empty() ? -1 : keys.size(0)) : static_cast<int64_t>(rows.size());
+  std::vector<int64_t> composed(order.size());
+  for (size_t i = 0; i < order.size(); ++i) {
+    if (order[i] < 0 || (batch >= 0 && order[i] >= batch))
+      fail("AttentionCache::reorder: index ", order[i], " is outside the batch of ", batch, " rows");
+    composed[i] = rows.empty() ? order[i] : rows[order[i]];
+  }
+  rows = std::move(composed);
 }
 
 void AttentionCache::trim(int64_t length) {
@@ -139,6 +156,7 @@ Tensor MultiheadAttention::step_self_attention(const Tensor& x, AttentionCache& 
          x.describe(), "; was it filled by encoder attention or not reordered?");
   Tensor k = split_heads(k_proj.forward(x));  // (B, H, T', D)
   Tensor v = split_heads(v_proj.forward(x));
+  if (cache.empty()) cache.rows.clear();  // reorders before the first step change nothing here
   cache.keys = cache.empty() ? k : concat({cache.keys, k}, 2);  // (B, H, L, D)
   cache.values = cache.values.defined() ? concat({cache.values, v}, 2) : v;
   return attend(project_query(x), cache.keys, cache.values, Tensor(), /*causal=*/true);
@@ -149,19 +167,86 @@ Tensor MultiheadAttention::step_encoder_attention(const Tensor& x, const Tensor&
                                                   AttentionCache& cache) const {
   NoGrad no_grad;
   check_input("step input", x);
+  const int64_t N = x.size(0);
   if (cache.empty()) {
     check_input("encoder_out", encoder_out);
-    if (encoder_out.size(0) != x.size(0))
+    const int64_t B0 = encoder_out.size(0);
+    if (cache.rows.empty() && B0 != N)
       fail("MultiheadAttention: encoder_out ", encoder_out.describe(), " and step input ",
            x.describe(), " have different batch sizes");
-    cache.keys = split_heads(k_proj.forward(encoder_out));    // (B, H, S, D)
-    cache.values = split_heads(v_proj.forward(encoder_out));  // (B, H, S, D)
-    cache.key_padding_mask = encoder_padding_mask;            // (B, S) or undefined
-  } else if (cache.keys.size(0) != x.size(0)) {
-    fail("MultiheadAttention: encoder-attention cache has batch ", cache.keys.size(0),
+    if (!cache.rows.empty() && static_cast<int64_t>(cache.rows.size()) != N)
+      fail("MultiheadAttention: the encoder-attention cache was reordered to ", cache.rows.size(),
+           " rows but the step input is ", x.describe());
+    for (int64_t r : cache.rows)
+      if (r >= B0)
+        fail("MultiheadAttention: a reorder before the first step picked row ", r,
+             " of encoder_out ", encoder_out.describe(), " (pass the encoder output unreordered)");
+    // One projection per source sentence, not per hypothesis.
+    cache.keys = split_heads(k_proj.forward(encoder_out));    // (B0, H, S, D)
+    cache.values = split_heads(v_proj.forward(encoder_out));  // (B0, H, S, D)
+    cache.key_padding_mask = encoder_padding_mask;            // (B0, S) or undefined
+    cache.shared_source = true;
+  } else if ((cache.rows.empty() ? cache.keys.size(0) : static_cast<int64_t>(cache.rows.size())) != N) {
+    fail("MultiheadAttention: encoder-attention cache has batch ",
+         cache.rows.empty() ? cache.keys.size(0) : static_cast<int64_t>(cache.rows.size()),
          " but the step input is ", x.describe(), "; reorder the cache with the beams");
   }
-  return attend(project_query(x), cache.keys, cache.values, cache.key_padding_mask, false);
+  if (cache.key_padding_mask.defined() &&
+      cache.key_padding_mask.shape() != Shape{cache.keys.size(0), cache.keys.size(2)})
+    fail("MultiheadAttention: key_padding_mask ", cache.key_padding_mask.describe(), " must be (B, S) = [",
+         cache.keys.size(0), ", ", cache.keys.size(2), "]");
+  if (is_training() && attention_dropout > 0.0f) {
+    // Dropout on the probabilities goes through the general path, on copied rows.
+    AttentionCache copy = cache;
+    if (!copy.rows.empty()) {
+      copy.keys = reorder_batch(copy.keys, copy.rows);
+      copy.values = reorder_batch(copy.values, copy.rows);
+      copy.key_padding_mask = reorder_batch(copy.key_padding_mask, copy.rows);
+    }
+    return attend(project_query(x), copy.keys, copy.values, copy.key_padding_mask, false);
+  }
+  return attend_shared_source(x, cache);
+}
+
+Tensor MultiheadAttention::attend_shared_source(const Tensor& x, const AttentionCache& cache) const {
+  const int64_t N = x.size(0), T = x.size(1), C = embed_dim, H = num_heads, D = head_dim;
+  const int64_t S = cache.keys.size(2);
+  // q (N, T, C), scaled, head h in channels [h·D, (h+1)·D): heads stay interleaved, the gemm
+  // calls below read them with row stride C.
+  Tensor q = scale(q_proj.forward(x), 1.0f / std::sqrt(static_cast<float>(D)));
+  Tensor merged = Tensor::empty({N, T, C});  // (N, T, C), head-major channels as attend() merges
+  const float *pq = q.data(), *pk = cache.keys.data(), *pv = cache.values.data();
+  const float* mask = cache.key_padding_mask.defined() ? cache.key_padding_mask.data() : nullptr;
+  float* out = merged.data();
+  auto row_of = [&](int64_t n) { return cache.rows.empty() ? n : cache.rows[n]; };
+  std::vector<float> scores, probs;
+  // Consecutive hypotheses of the same sentence (the beams of one sentence) form one product:
+  // their T·count query rows against the sentence's S keys, per head.
+  for (int64_t n0 = 0; n0 < N;) {
+    const int64_t r = row_of(n0);
+    int64_t n1 = n0 + 1;
+    while (n1 < N && row_of(n1) == r) ++n1;
+    const int64_t R = (n1 - n0) * T;  // query rows of this group
+    scores.resize(R * S);
+    probs.resize(R * S);
+    for (int64_t h = 0; h < H; ++h) {
+      const float* kh = pk + (r * H + h) * S * D;  // (S, D)
+      const float* vh = pv + (r * H + h) * S * D;  // (S, D)
+      // scores (R, S) = q_h · k_hᵀ
+      kernels::gemm(false, true, R, S, D, 1.0f, pq + n0 * T * C + h * D, C, kh, D, 0.0f,
+                    scores.data(), S);
+      if (mask)
+        for (int64_t i = 0; i < R; ++i)
+          for (int64_t s = 0; s < S; ++s)
+            if (mask[r * S + s] != 0.0f) scores[i * S + s] = kMaskedScore;
+      kernels::softmax_rows(scores.data(), probs.data(), R, S);
+      // o_h (R, D) = probs · v_h, written into its head's channels of the merged rows
+      kernels::gemm(false, false, R, D, S, 1.0f, probs.data(), S, vh, D, 0.0f,
+                    out + n0 * T * C + h * D, C);
+    }
+    n0 = n1;
+  }
+  return out_proj.forward(merged);
 }
 
 }  // namespace payless

@@ -15,7 +15,9 @@
 // Xavier-uniform, out bias 0.
 //
 // Incremental decoding keeps the projected keys and values in an AttentionCache that the caller
-// owns (one per attention module per decode) and reorders for beam search.
+// owns (one per attention module per decode) and reorders for beam search. An encoder-decoder
+// cache holds the projected source once per sentence, however many hypotheses share it: beam
+// search's reorders only rewrite which sentence each hypothesis reads (AttentionCache::rows).
 #pragma once
 
 #include <cstdint>
@@ -37,10 +39,17 @@ struct AttentionCache {
   Tensor keys;              // (B, H, L, D): projected keys of the L steps so far (or of the source)
   Tensor values;            // (B, H, L, D)
   Tensor key_padding_mask;  // (B, L), 1 = pad; encoder-decoder attention only, else undefined
+  // Encoder-decoder attention: batch row n reads row rows[n] of keys, values and key_padding_mask
+  // (which then hold one row per source sentence); empty: row n reads row n. Copying the
+  // projected source at every reorder cost 2·L·C floats per hypothesis per layer per step.
+  std::vector<int64_t> rows;
+  bool shared_source = false;  // filled by step_encoder_attention: reorders rewrite `rows` only
 
   bool empty() const { return !keys.defined(); }
   int64_t length() const { return empty() ? 0 : keys.size(2); }
-  // Beam search: keep batch rows order[0], order[1], ... (rows may repeat or be dropped).
+  // Beam search: keep batch rows order[0], order[1], ... (rows may repeat or be dropped). On an
+  // encoder-decoder cache, and on an empty one, this composes `rows` and copies nothing: the
+  // source projected at the first step is that of the ORIGINAL batch, read through `rows`.
   void reorder(const std::vector<int64_t>& order);
   // Forget the last steps, keeping the first `length` (self-attention caches).
   void trim(int64_t length);
@@ -66,9 +75,11 @@ class MultiheadAttention : public Module {
   Tensor step_self_attention(const Tensor& x, AttentionCache& cache) const;
 
   // Incremental encoder-decoder attention (runs under NoGrad). x (B, T', C). On the first call
-  // (empty cache) keys and values are projected from encoder_out (B, S, C) and stored with
-  // encoder_padding_mask (B, S) (may be undefined); later calls use the cache and ignore both
-  // arguments, so reorder the cache rather than the encoder output. -> (B, T', C)
+  // (empty cache) keys and values are projected from encoder_out (B0, S, C) and stored with
+  // encoder_padding_mask (B0, S) (may be undefined); later calls use the cache and ignore both
+  // arguments, so reorder the cache rather than the encoder output. Reorders made before the
+  // first call are remembered by the cache: pass encoder_out in its original order (B0 rows,
+  // each hypothesis reading row cache.rows[n]); with no reorder, B0 = B. -> (B, T', C)
   Tensor step_encoder_attention(const Tensor& x, const Tensor& encoder_out,
                                 const Tensor& encoder_padding_mask, AttentionCache& cache) const;
 
@@ -83,6 +94,9 @@ class MultiheadAttention : public Module {
   Tensor attend(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& key_padding_mask,
                 bool causal) const;
   Tensor project_query(const Tensor& x) const;  // (B, T, C) -> (B, H, T, D), scaled
+  // attend() for one step against an encoder cache read through cache.rows, without copying it:
+  // x (B, T', C) -> (B, T', C) after out_proj.
+  Tensor attend_shared_source(const Tensor& x, const AttentionCache& cache) const;
   void check_input(const char* what, const Tensor& x) const;
 };
 

@@ -196,9 +196,10 @@ Tensor TranslationScorer::step(const std::vector<int32_t>& tokens) {
 }
 
 void TranslationScorer::reorder(const std::vector<int64_t>& order) {
+  // Only the state: its encoder-attention caches remember reorders made before the first step
+  // and then project the encoder output once per sentence, in its original order (see
+  // AttentionCache in layers/attention.h), so encoded_ is never copied per hypothesis.
   state_.reorder(order);
-  encoded_.out = reorder_batch(encoded_.out, order);
-  encoded_.padding_mask = reorder_batch(encoded_.padding_mask, order);
 }
 
 IdTensor make_source_batch(const std::vector<std::vector<int32_t>>& sources) {

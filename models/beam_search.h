@@ -74,8 +74,9 @@ std::vector<std::vector<Hypothesis>> beam_search(StepScorer& scorer, const std::
 
 // Runs a TranslationModel as a StepScorer: encodes `source` (B, S) once at construction (under
 // NoGrad; the model must be in eval mode), then Decoder::step per token. The encoder output is
-// needed only at the first step, when every layer caches its projected keys and values; after
-// that only the DecoderState is reordered.
+// needed only at the first step, when every layer caches its projected keys and values, once per
+// sentence; reorders (also the expansion to beam rows before the first step) only change which
+// sentence each row of the DecoderState reads.
 class TranslationScorer : public StepScorer {
  public:
   TranslationScorer(const TranslationModel& model, const IdTensor& source);
@@ -85,7 +86,7 @@ class TranslationScorer : public StepScorer {
 
  private:
   const TranslationModel& model_;
-  EncoderOutput encoded_;  // (N, S, d) and (N, S); released after the first step
+  EncoderOutput encoded_;  // (B, S, d) and (B, S), one row per sentence; released after the first step
   DecoderState state_;
 };
 
