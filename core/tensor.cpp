@@ -13,48 +13,58 @@
 namespace payless {
 namespace {
 
-// Size-keyed cache of freed buffers. A training step allocates the same activation sizes every
-// time, so after the first step almost every allocation is a cache hit instead of a malloc of
-// megabytes (which glibc serves with mmap and page faults). Sanitizer builds bypass it so that
+// Cache of freed buffers, keyed by size class. A training step allocates the same activation
+// sizes every time, so after the first step almost every allocation is a cache hit instead of a
+// malloc of megabytes (which glibc serves with mmap and page faults). Real batches vary in shape
+// (token-budget batches of B sentences × T tokens), so the key is not the exact size but the size
+// rounded up to one of eight classes per octave: a buffer wastes at most 1/8 of its bytes, and a
+// batch a little smaller or larger than the last one still finds its buffers. With exact sizes the
+// cache filled up with shapes never seen again. Sanitizer builds bypass it so that
 // AddressSanitizer still sees every use after free.
 class BufferCache {
  public:
   float* take(int64_t size) {
+    size_t b = size_class_bytes(size);
 #ifndef PAYLESS_NO_BUFFER_CACHE
-    std::lock_guard<std::mutex> lock(mutex_);
-    auto it = free_.find(size);
-    if (it != free_.end() && !it->second.empty()) {
-      float* p = it->second.back();
-      it->second.pop_back();
-      cached_bytes_ -= bytes(size);
-      return p;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      auto it = free_.find(b);
+      if (it != free_.end() && !it->second.empty()) {
+        float* p = it->second.back();
+        it->second.pop_back();
+        stats_.cached_bytes -= b;
+        ++stats_.hits;
+        return p;
+      }
+      ++stats_.misses;
     }
 #endif
-    void* p = std::aligned_alloc(64, bytes(size));
+    void* p = std::aligned_alloc(64, b);
     if (!p) fail("out of memory allocating a tensor of ", size, " floats");
     return static_cast<float*>(p);
   }
   void give_back(float* p, int64_t size) {
 #ifndef PAYLESS_NO_BUFFER_CACHE
+    size_t b = size_class_bytes(size);
     std::lock_guard<std::mutex> lock(mutex_);
-    if (cached_bytes_ + bytes(size) <= kMaxCachedBytes) {
-      free_[size].push_back(p);
-      cached_bytes_ += bytes(size);
+    if (stats_.cached_bytes + b <= kMaxCachedBytes) {
+      free_[b].push_back(p);
+      stats_.cached_bytes += b;
       return;
     }
 #endif
     std::free(p);
   }
+  BufferCacheStats stats() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return stats_;
+  }
 
  private:
-  static size_t bytes(int64_t size) {
-    size_t b = static_cast<size_t>(size > 0 ? size : 1) * sizeof(float);
-    return (b + 63) / 64 * 64;  // aligned_alloc wants a multiple of the alignment
-  }
-  static constexpr size_t kMaxCachedBytes = size_t(2) << 30;
+  static constexpr size_t kMaxCachedBytes = size_t(1) << 30;
   std::mutex mutex_;
-  std::unordered_map<int64_t, std::vector<float*>> free_;
-  size_t cached_bytes_ = 0;
+  std::unordered_map<size_t, std::vector<float*>> free_;  // class bytes -> free buffers
+  BufferCacheStats stats_;
 };
 
 BufferCache& buffer_cache() {
@@ -63,6 +73,17 @@ BufferCache& buffer_cache() {
 }
 
 }  // namespace
+
+size_t size_class_bytes(int64_t size) {
+  size_t b = static_cast<size_t>(size > 0 ? size : 1) * sizeof(float);
+  if (b <= 4096) return (b + 63) / 64 * 64;  // aligned_alloc wants a multiple of the alignment
+  // Eight classes per octave: round up to a multiple of 2^(floor(log2 b) - 3).
+  int top = 63 - __builtin_clzll(static_cast<unsigned long long>(b));
+  size_t step = size_t(1) << (top - 3);
+  return (b + step - 1) / step * step;
+}
+
+BufferCacheStats buffer_cache_stats() { return buffer_cache().stats(); }
 
 Storage::Storage(int64_t n) : data(buffer_cache().take(n)), size(n) {}
 Storage::~Storage() { buffer_cache().give_back(data, size); }

@@ -10,6 +10,7 @@
 // core/ops.h for everything you can compute with tensors. Token ids are not Tensors: see IdTensor.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -19,7 +20,7 @@
 
 namespace payless {
 
-// A 64-byte aligned float buffer. Freed buffers go back to a small size-keyed cache (see
+// A 64-byte aligned float buffer. Freed buffers go back to a cache keyed by size class (see
 // tensor.cpp), because a training step allocates the same activation sizes over and over.
 struct Storage {
   explicit Storage(int64_t size);
@@ -29,6 +30,18 @@ struct Storage {
   float* data;
   int64_t size;
 };
+
+// The bytes a buffer of `size` floats really occupies: the size rounded up to its class (at most
+// 1/8 more above 4 KiB, a multiple of 64 bytes below).
+size_t size_class_bytes(int64_t size);
+
+// What the buffer cache holds and how often it served a request (diagnostics and tests; in
+// sanitizer builds the cache is off and every request is a miss that is not counted).
+struct BufferCacheStats {
+  size_t cached_bytes = 0;  // free buffers kept for reuse
+  int64_t hits = 0, misses = 0;
+};
+BufferCacheStats buffer_cache_stats();
 
 struct TensorImpl {
   std::shared_ptr<Storage> storage;
