@@ -21,18 +21,63 @@ struct Candidate {
   int64_t index;  // beam · V + token, in the flattened (beam, V) block of one sentence
 };
 
-// The best k entries of values[0..n) by (score descending, index ascending), best first.
-// A small sorted insertion list: almost every entry fails the first comparison, so this is
-// about one pass over the values.
-void top_k(const float* values, int64_t n, int64_t k, std::vector<Candidate>& out) {
-  out.clear();
-  for (int64_t i = 0; i < n; ++i) {
-    const float v = values[i];
-    // Entries come in index order, so an equal score never beats one already kept.
-    if (static_cast<int64_t>(out.size()) == k && !(v > out.back().score)) continue;
-    if (static_cast<int64_t>(out.size()) == k) out.pop_back();
-    auto at = std::find_if(out.begin(), out.end(), [&](const Candidate& c) { return v > c.score; });
-    out.insert(at, Candidate{v, i});
+// Keeps `out` the best k entries offered so far by (score descending, index ascending), best
+// first. A small sorted insertion list: almost every entry fails the first comparison.
+inline void offer(std::vector<Candidate>& out, int64_t k, float v, int64_t i) {
+  // Entries come in index order, so an equal score never beats one already kept.
+  if (static_cast<int64_t>(out.size()) == k && !(v > out.back().score)) return;
+  if (static_cast<int64_t>(out.size()) == k) out.pop_back();
+  auto at = std::find_if(out.begin(), out.end(), [&](const Candidate& c) { return v > c.score; });
+  out.insert(at, Candidate{v, i});
+}
+
+// What one hypothesis row offers for token v: its log-probability with the search's rules applied
+// (NaN -> -inf, <pad> never, <unk> penalised, </s> forced at max_len or forbidden before
+// min_len), plus the row's score so far. The arithmetic order is the reference's.
+struct RowRules {
+  float base;            // the hypothesis's cumulative score (0 at step 0)
+  float unk_penalty;
+  bool only_eos;         // step >= max_len
+  bool no_eos;           // step < min_len
+  float value(const float* lp, int64_t v) const {
+    float x = std::isnan(lp[v]) ? kNegInf : lp[v];
+    if (v == kPadId) x = kNegInf;
+    if (v == kUnkId) x -= unk_penalty;
+    if (only_eos ? v != kEosId : (no_eos && v == kEosId)) x = kNegInf;
+    return x + base;
+  }
+};
+
+// Offers the V entries of one row (indices offset + v) to the top-k list. The special tokens
+// (ids below 4) and every row at max_len take the scalar rules; elsewhere the rules reduce to
+// lp + base, and a block of 16 entries is offered one by one only when its best beats the k-th
+// kept so far (one vectorised max per block: a pass over the row at about memory speed).
+void offer_row(const float* lp, int64_t V, const RowRules& rules, int64_t offset, int64_t k,
+               std::vector<Candidate>& out) {
+  constexpr int64_t kBlock = 16;
+  static_assert(kPadId < kBlock && kUnkId < kBlock && kEosId < kBlock, "special ids in the first block");
+  const int64_t scalar_end = rules.only_eos ? V : std::min<int64_t>(V, kBlock);
+  for (int64_t v = 0; v < scalar_end; ++v) offer(out, k, rules.value(lp, v), offset + v);
+  const float base = rules.base;
+  int64_t v = scalar_end;
+  for (; v + kBlock <= V; v += kBlock) {
+    if (static_cast<int64_t>(out.size()) == k) {
+      float best = kNegInf;
+#pragma omp simd reduction(max : best)
+      for (int64_t t = 0; t < kBlock; ++t) {
+        const float x = lp[v + t];
+        best = std::max(best, x == x ? x + base : kNegInf);  // NaN counts as -inf
+      }
+      if (!(best > out.back().score)) continue;
+    }
+    for (int64_t t = 0; t < kBlock; ++t) {
+      const float x = lp[v + t];
+      offer(out, k, (x == x ? x : kNegInf) + base, offset + v + t);
+    }
+  }
+  for (; v < V; ++v) {
+    const float x = lp[v];
+    offer(out, k, (x == x ? x : kNegInf) + base, offset + v);
   }
 }
 
@@ -86,7 +131,6 @@ std::vector<std::vector<Hypothesis>> beam_search(StepScorer& scorer, const std::
   }
 
   std::vector<Candidate> candidates;
-  std::vector<float> block;  // (beam, V) candidate scores of one sentence
   for (int64_t step = 0; !active.empty(); ++step) {
     const int64_t N = static_cast<int64_t>(newest.size());
     Tensor lprobs = scorer.step(newest);  // (N, V)
@@ -101,26 +145,16 @@ std::vector<std::vector<Hypothesis>> beam_search(StepScorer& scorer, const std::
       const int64_t s = active[k];
       // At step 0 every beam holds the same hypothesis: expand only the first.
       const int64_t beams_here = step == 0 ? 1 : beam;
-      block.assign(beams_here * V, 0.0f);
-      for (int64_t j = 0; j < beams_here; ++j) {
-        const int64_t row = k * beam + j;
-        const float* lp = lprobs.data() + row * V;
-        float* out = block.data() + j * V;
-        const float base = step == 0 ? 0.0f : scores[row].back();
-        for (int64_t v = 0; v < V; ++v) out[v] = std::isnan(lp[v]) ? kNegInf : lp[v];
-        out[kPadId] = kNegInf;
-        if (kUnkId < V) out[kUnkId] -= options.unk_penalty;
-        if (step >= max_len[s]) {
-          for (int64_t v = 0; v < V; ++v)
-            if (v != kEosId) out[v] = kNegInf;
-        } else if (step < options.min_len) {
-          out[kEosId] = kNegInf;
-        }
-        for (int64_t v = 0; v < V; ++v) out[v] += base;
-      }
       // The reference takes min(2·beam, size - 1) so that <pad> can never be needed.
       const int64_t n = beams_here * V, k_cand = std::min<int64_t>(2 * beam, n - 1);
-      top_k(block.data(), n, k_cand, candidates);
+      // Candidates over the (beams_here, V) block of this sentence, in index order beam·V + token.
+      candidates.clear();
+      for (int64_t j = 0; j < beams_here; ++j) {
+        const int64_t row = k * beam + j;
+        const RowRules rules{step == 0 ? 0.0f : scores[row].back(), options.unk_penalty,
+                             step >= max_len[s], step < options.min_len};
+        offer_row(lprobs.data() + row * V, V, rules, j * V, k_cand, candidates);
+      }
       auto is_final_eos = [&](const Candidate& c) { return c.index % V == kEosId && c.score != kNegInf; };
 
       // </s> among the first beam candidates ends a hypothesis (a </s> further down does not).
