@@ -9,6 +9,7 @@
 // does a fixed 51 steps. Sentences/s = batch / total time (encoder included); ms/step = total time
 // / steps. Definitions: docs/benchmarks.md; the PyTorch twin: bench/torch_reference.py.
 #include <cstdio>
+#include <limits>
 
 #include "apps/bench.h"
 #include "core/autograd.h"
@@ -21,13 +22,20 @@ namespace {
 
 constexpr int64_t kDecodeTokens = 50, kDecodeSourceLen = 32;
 
-// Row-wise argmax of logits (N, V).
+// Row-wise argmax of logits (N, V): the first index of the largest value (NaN never wins). Two
+// vectorised passes (the max, then where it is) instead of std::max_element's compare-and-branch
+// per element, which cost 10% of a greedy step at batch 32 (32 x 8000 logits).
 void argmax_rows(const Tensor& logits, std::vector<int32_t>& out) {
   const int64_t N = logits.size(0), V = logits.size(1);
   const float* p = logits.data();
   for (int64_t n = 0; n < N; ++n) {
     const float* row = p + n * V;
-    out[n] = static_cast<int32_t>(std::max_element(row, row + V) - row);
+    float best = -std::numeric_limits<float>::infinity();
+#pragma omp simd reduction(max : best)
+    for (int64_t v = 0; v < V; ++v) best = std::max(best, row[v] == row[v] ? row[v] : best);
+    int64_t at = 0;
+    while (at < V && !(row[at] == best)) ++at;
+    out[n] = static_cast<int32_t>(at < V ? at : 0);
   }
 }
 
