@@ -32,7 +32,7 @@ void argmax_rows(const Tensor& logits, std::vector<int32_t>& out) {
     const float* row = p + n * V;
     float best = -std::numeric_limits<float>::infinity();
 #pragma omp simd reduction(max : best)
-    for (int64_t v = 0; v < V; ++v) best = std::max(best, row[v] == row[v] ? row[v] : best);
+    for (int64_t v = 0; v < V; ++v) best = row[v] > best ? row[v] : best;  // NaN: keeps best
     int64_t at = 0;
     while (at < V && !(row[at] == best)) ++at;
     out[n] = static_cast<int32_t>(at < V ? at : 0);

@@ -59,16 +59,19 @@ void scale_c(int64_t M, int64_t N, float beta, float* C, int64_t ldc) {
 
 constexpr int64_t kLanes = 16;
 
-// Lane r of the result = Σ of the 16 lanes of v[r]. Always inlined: as a call, the 16
-// accumulators would go through memory.
+// Lane r of the result = Σ of the 16 lanes of v[r]. Always inlined, and every loop over the 16
+// accumulators here and in dot_tile fully unrolled: otherwise GCC keeps them in a stack array,
+// zeroed by a call to memset and spilled for the reduction (a third of a K = 64 tile).
 __attribute__((always_inline)) inline __m512 sum_lanes_16(const __m512 v[16]) {
   // Pairs (v[2p], v[2p+1]): per 128-bit block [a0+a2, b0+b2, a1+a3, b1+b3].
   __m512 t[8];
+#pragma GCC unroll 16
   for (int p = 0; p < 8; ++p)
     t[p] = _mm512_add_ps(_mm512_unpacklo_ps(v[2 * p], v[2 * p + 1]),
                          _mm512_unpackhi_ps(v[2 * p], v[2 * p + 1]));
   // Quads: per 128-bit block the block's sum of v[4q], v[4q+1], v[4q+2], v[4q+3].
   __m512 u[4];
+#pragma GCC unroll 16
   for (int q = 0; q < 4; ++q)
     u[q] = _mm512_add_ps(_mm512_shuffle_ps(t[2 * q], t[2 * q + 1], _MM_SHUFFLE(1, 0, 1, 0)),
                          _mm512_shuffle_ps(t[2 * q], t[2 * q + 1], _MM_SHUFFLE(3, 2, 3, 2)));
@@ -89,14 +92,18 @@ template <int MR, int NR>
 __m512 dot_tile(const float* const* a, const float* const* b, int64_t K) {
   static_assert(MR * NR == 16 && NR % 4 == 0, "a tile is 16 dot products, 4 rows of b at a time");
   __m512 acc[16];
+#pragma GCC unroll 16
   for (int r = 0; r < 16; ++r) acc[r] = _mm512_setzero_ps();
   const int64_t full = K - K % kLanes;
   const __mmask16 tail = static_cast<__mmask16>((1u << (K - full)) - 1);
+#pragma GCC unroll 16
   for (int pass = 0; pass < NR / 4; ++pass) {
     const float* const* bp = b + 4 * pass;
     // acc[i·NR + 4·pass + j] += a[i][k..k+16) · bp[j][k..k+16), lane by lane
     auto fma_step = [&](const __m512* bv, const __m512* av) {
+#pragma GCC unroll 16
       for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 16
         for (int j = 0; j < 4; ++j)
           acc[i * NR + 4 * pass + j] = _mm512_fmadd_ps(av[i], bv[j], acc[i * NR + 4 * pass + j]);
     };
@@ -105,10 +112,12 @@ __m512 dot_tile(const float* const* a, const float* const* b, int64_t K) {
       // The empty asm statements keep the loaded vectors in registers. Left alone, GCC folds a
       // load into every FMA that uses it, and the 4 x 4 tile then waits on 20 loads per 16 FMAs
       // instead of 8: half its speed, measured.
+#pragma GCC unroll 16
       for (int j = 0; j < 4; ++j) {
         bv[j] = _mm512_loadu_ps(bp[j] + k);
         if (MR > 1) asm("" : "+v"(bv[j]));
       }
+#pragma GCC unroll 16
       for (int i = 0; i < MR; ++i) {
         av[i] = _mm512_loadu_ps(a[i] + k);
         asm("" : "+v"(av[i]));
@@ -117,7 +126,9 @@ __m512 dot_tile(const float* const* a, const float* const* b, int64_t K) {
     }
     if (full < K) {  // the last K mod 16 values; masked lanes load as 0 and add nothing
       __m512 bv[4], av[MR];
+#pragma GCC unroll 16
       for (int j = 0; j < 4; ++j) bv[j] = _mm512_maskz_loadu_ps(tail, bp[j] + full);
+#pragma GCC unroll 16
       for (int i = 0; i < MR; ++i) av[i] = _mm512_maskz_loadu_ps(tail, a[i] + full);
       fma_step(bv, av);
     }
@@ -211,25 +222,29 @@ template <int MR, int NV>
 void nn_tile(const float* A, int64_t lda, const float* B, int64_t ldb, int64_t K, float alpha,
              float beta, float* C, int64_t ldc, __mmask16 last_mask) {
   __m512 acc[MR * NV];  // acc[i·NV + v]: row i, columns [16v, 16v + 16)
+#pragma GCC unroll 16
   for (int r = 0; r < MR * NV; ++r) acc[r] = _mm512_setzero_ps();
   for (int64_t k = 0; k < K; ++k) {
     const float* brow = B + k * ldb;
     __m512 bv[NV];
+#pragma GCC unroll 16
     for (int v = 0; v < NV; ++v) {
       bv[v] = v == NV - 1 ? _mm512_maskz_loadu_ps(last_mask, brow + v * kLanes)
                           : _mm512_loadu_ps(brow + v * kLanes);
       if (MR > 1) asm("" : "+v"(bv[v]));  // in a register, as in dot_tile
     }
+#pragma GCC unroll 16
     for (int i = 0; i < MR; ++i) {
       const __m512 av = _mm512_set1_ps(A[i * lda + k]);
+#pragma GCC unroll 16
       for (int v = 0; v < NV; ++v) acc[i * NV + v] = _mm512_fmadd_ps(av, bv[v], acc[i * NV + v]);
     }
   }
   // Unrolled, so that acc stays in registers: with a loop here GCC also kept a copy of acc in
   // memory and stored all of it at every k.
-#pragma GCC unroll 4
+#pragma GCC unroll 16
   for (int i = 0; i < MR; ++i)
-#pragma GCC unroll 4
+#pragma GCC unroll 16
     for (int v = 0; v < NV; ++v) {
       const __mmask16 m = v == NV - 1 ? last_mask : __mmask16(0xFFFF);
       float* c = C + i * ldc + v * kLanes;
