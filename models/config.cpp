@@ -182,6 +182,21 @@ ModelConfig lm_preset(const std::string& block, int64_t d, int64_t f, int64_t la
   return c;
 }
 
+// CPU-sized translators: the IWSLT shape (no GLU) at d=256, 3+3 layers, K = 3, 7, 15, one
+// joined embedding. Only the block differs between the three, as in the paper's comparison.
+ModelConfig mt_small_preset(const std::string& block) {
+  ModelConfig c = base_translation(256, 512, 4, false);
+  c.encoder.block = c.decoder.block = block;
+  c.encoder.layers = c.decoder.layers = 3;
+  c.encoder.kernel_sizes = c.decoder.kernel_sizes = {3, 7, 15};
+  c.dropout = 0.2f;
+  c.attention_dropout = 0.1f;
+  if (block != "transformer") c.weight_dropout = 0.1f;
+  c.input_dropout = 0.0f;
+  c.share_all_embeddings = true;
+  return c;
+}
+
 const std::map<std::string, std::function<ModelConfig()>>& presets() {
   static const std::map<std::string, std::function<ModelConfig()>> table = {
       // ---- the reference's registered architectures (spec §6.1)
@@ -258,40 +273,9 @@ const std::map<std::string, std::function<ModelConfig()>>& presets() {
          return c;
        }},
       // ---- CPU-sized translation models (no GLU, as IWSLT; 3+3 layers)
-      {"mt_dynamic_small",
-       [] {
-         ModelConfig c = base_translation(256, 512, 4, false);
-         c.encoder.layers = c.decoder.layers = 3;
-         c.encoder.kernel_sizes = c.decoder.kernel_sizes = {3, 7, 15};
-         c.dropout = 0.2f;
-         c.attention_dropout = c.weight_dropout = 0.1f;
-         c.input_dropout = 0.0f;
-         c.share_all_embeddings = true;
-         return c;
-       }},
-      {"mt_lightweight_small",
-       [] {
-         ModelConfig c = base_translation(256, 512, 4, false);
-         c.encoder.block = c.decoder.block = "lightweight";
-         c.encoder.layers = c.decoder.layers = 3;
-         c.encoder.kernel_sizes = c.decoder.kernel_sizes = {3, 7, 15};
-         c.dropout = 0.2f;
-         c.attention_dropout = c.weight_dropout = 0.1f;
-         c.input_dropout = 0.0f;
-         c.share_all_embeddings = true;
-         return c;
-       }},
-      {"mt_transformer_small",
-       [] {
-         ModelConfig c = base_translation(256, 512, 4, false);
-         c.encoder.block = c.decoder.block = "transformer";
-         c.encoder.layers = c.decoder.layers = 3;
-         c.dropout = 0.2f;
-         c.attention_dropout = 0.1f;
-         c.input_dropout = 0.0f;
-         c.share_all_embeddings = true;
-         return c;
-       }},
+      {"mt_dynamic_small", [] { return mt_small_preset("dynamic"); }},
+      {"mt_lightweight_small", [] { return mt_small_preset("lightweight"); }},
+      {"mt_transformer_small", [] { return mt_small_preset("transformer"); }},
   };
   return table;
 }
