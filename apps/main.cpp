@@ -4,6 +4,7 @@
 
 #include "apps/cli.h"
 #include "core/error.h"
+#include "core/parallel.h"
 
 using namespace payless;
 
@@ -16,6 +17,7 @@ static void print_overview() {
 }
 
 int main(int argc, char** argv) {
+  payless::default_to_passive_wait_policy(argv);  // may re-run the program; see core/parallel.h
   if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") {
     print_overview();
     return argc < 2 ? 2 : 0;

@@ -3,6 +3,9 @@
 
 #include <cblas.h>
 #include <omp.h>
+#include <unistd.h>
+
+#include <cstdlib>
 
 #include "core/error.h"
 
@@ -15,5 +18,26 @@ void set_num_threads(int n) {
 }
 
 int num_threads() { return omp_get_max_threads(); }
+
+// Why payless waits passively unless told otherwise. With the default policy, GNU OpenMP's idle
+// threads spin for a while (GOMP_SPINCOUNT, 300000 rounds) at every barrier before sleeping; an
+// ACTIVE policy spins for good. Both take the core from OpenBLAS's own threads, and on a machine
+// whose second vCPU is half taken by other work a spinning barrier waits for a thread that is
+// not running. Measured 2026-11-29 on our 2-vCPU machine shared with training runs (load 10-12),
+// `bench decode --config small --task lm --threads 2` and `bench train --child --config small
+// --task lm --arch dynamic --threads 2`, in sentences/s (decode b1 / b32, dynamic) and tokens/s:
+//   PASSIVE          25-65 / 103-178,  train 2765-3630
+//   default (unset)  13-35 /  36-94,   train 1407-1988
+//   GOMP_SPINCOUNT=10000: 27 / 151, train 3354;  ACTIVE 39-44 / 86-102, train 1332-1914
+// (ACTIVE's one good figure, conv decoding at batch 1, came with the Transformer's falling to
+// 2.4). The cost of PASSIVE on an idle machine is a futex wake-up per parallel region, which the
+// kernels keep rare by their work thresholds (kParallelMinWork, kSmallGemmParallelWork).
+void default_to_passive_wait_policy(char** argv) {
+  if (std::getenv("OMP_WAIT_POLICY") != nullptr) return;
+  if (setenv("OMP_WAIT_POLICY", "PASSIVE", 1) != 0) return;
+  execv("/proc/self/exe", argv);
+  // Only reached if the re-run failed (no /proc): go on with the runtime's default policy.
+  unsetenv("OMP_WAIT_POLICY");
+}
 
 }  // namespace payless
