@@ -3,7 +3,8 @@
 //
 // Workloads (precise definitions and results in docs/benchmarks.md):
 //   ops     - the machine (FMA peak, STREAM-like copy/triad bandwidth), matmul through our op and
-//             straight through cblas_sgemm, and the other hot kernels (softmax, LayerNorm,
+//             straight through cblas_sgemm, gemm's small-M path against sgemm at decoding
+//             shapes, and the other hot kernels (softmax, LayerNorm,
 //             cross-entropy, both convolutions) as GFLOP/s or GB/s against those two ceilings.
 //   train   - forward + backward + Adam on a fixed synthetic batch (apps/bench_train.cpp).
 //   decode  - greedy (and beam 4 for mt) incremental decoding of 50 tokens (apps/bench_decode.cpp).
@@ -16,12 +17,15 @@
 #include <omp.h>
 
 #include <cstdio>
+#include <functional>
+#include <iterator>
 #include <nlohmann/json.hpp>
 
 #include "apps/bench.h"
 #include "apps/cli.h"
 #include "core/autograd.h"
 #include "core/kernels/conv.h"
+#include "core/kernels/matmul.h"
 #include "core/kernels/norm.h"
 #include "core/kernels/softmax.h"
 #include "core/ops.h"
@@ -170,6 +174,53 @@ int bench_ops(const Options& o) {
           {"m", s.m},             {"k", s.k},            {"n", s.n},           {"trans_a", s.trans_a},
           {"trans_b", s.trans_b}, {"gflops", g_ours},    {"sgemm_gflops", g_direct},
           {"ms", ours * 1e3},     {"threads", threads},  {"peak_gflops", peak1}});
+  }
+
+  // Few-row products of a decoding step, x (M, K) · Wᵀ with W (N, K): gemm's two paths side by
+  // side (core/kernels/matmul.h; the small-M path is taken for M <= kSmallGemmMaxRows and
+  // M·N·K > kSmallGemmMinWork), in µs, the best of 21 after 3 warm-up calls (decoding steps are
+  // short; the best shows the path, the median mostly the neighbours' load). N x K: the
+  // projections, FFN and output layer of small (d 256, V 8000) and iwslt (d 512, V 10000).
+  {
+    std::printf("\n%-28s", "x·Wᵀ small-M, µs: N x K \\ M");
+    const int64_t Ms[] = {1, 4, 16, 32, 64, 128};
+    for (int64_t M : Ms) std::printf(" %17lld", static_cast<long long>(M));
+    std::printf("\n%-28s", "");
+    for (size_t i = 0; i < std::size(Ms); ++i) std::printf(" %17s", "small-M / sgemm");
+    std::printf("\n");
+    const int64_t nk[][2] = {{256, 256}, {512, 256}, {8000, 256}, {512, 512}, {1024, 512}, {10000, 512}};
+    auto best_us = [](const std::function<void()>& f) {
+      for (int r = 0; r < 3; ++r) f();
+      double best = 1e30;
+      for (int r = 0; r < 21; ++r) best = std::min(best, median_seconds(0, 1, f));
+      return best * 1e6;
+    };
+    for (const auto& s : nk) {
+      const int64_t N = s[0], K = s[1];
+      Tensor w = Tensor::empty({N, K}), x = Tensor::empty({128, K}), y = Tensor::empty({128, N});
+      rng.uniform_(w, -1, 1);
+      rng.uniform_(x, -1, 1);
+      std::string row = std::to_string(N) + " x " + std::to_string(K);
+      row.resize(28, ' ');
+      std::vector<nlohmann::json> lines;  // emitted after the row, so the table stays readable
+      for (int64_t M : Ms) {
+        const double small = best_us([&] {
+          kernels::gemm_small_m_path(false, true, M, N, K, 1.0f, x.data(), K, w.data(), K, 0.0f, y.data(), N);
+        });
+        const double blas = best_us([&] {
+          kernels::gemm_blas(false, true, M, N, K, 1.0f, x.data(), K, w.data(), K, 0.0f, y.data(), N);
+        });
+        char cell[32];
+        std::snprintf(cell, sizeof cell, " %8.1f/%8.1f", small, blas);
+        row += cell;
+        lines.push_back({{"bench", "ops"}, {"impl", "payless"}, {"op", "small_m_gemm"}, {"m", M},
+                         {"n", N}, {"k", K}, {"small_m_us", small}, {"sgemm_us", blas},
+                         {"threads", threads},
+                         {"taken", kernels::gemm_uses_small_m_path(M, N, K) ? "small_m" : "sgemm"}});
+      }
+      std::printf("%s\n", row.c_str());
+      for (const nlohmann::json& l : lines) emit(l);
+    }
   }
 
   // The other hot kernels at the shapes of the iwslt training step: 4096 rows of d=512 or of the
