@@ -312,6 +312,7 @@ bool Trainer::train_one_update() {
     tokens += r.tokens;
   }
   if (ranks > 1) {
+    const auto exchange_start = std::chrono::steady_clock::now();
     // The small sums first: if any rank saw a non-finite loss, or no rank has a target token,
     // every rank skips this update without sending its gradients.
     double sums[4] = {loss_sum, nll_sum, static_cast<double>(tokens), finite ? 0.0 : 1.0};
@@ -321,6 +322,7 @@ bool Trainer::train_one_update() {
     tokens = std::llround(sums[2]);  // exact: a double holds integers up to 2^53
     finite = sums[3] == 0;
     if (finite && tokens > 0) all_reduce_gradients();
+    window_comm_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - exchange_start).count();
   }
   // From here on every rank holds the same numbers, so every rank decides the same.
   double gnorm = 0;
@@ -454,16 +456,25 @@ void Trainer::run() {
         left = " | left " + format_seconds(per_update * (config_.max_update - updates_));
       }
       if (updates_ % config_.log_interval == 0) {
-        log_event({{"type", "train"}, {"update", updates_}, {"epoch", train_.epoch()}, {"loss", loss},
-                   {"nll_loss", nll}, {"ppl", std::pow(2.0, nll)}, {"lr", last.lr},
-                   {"gnorm", window_gnorm_ / window_updates_}, {"tokens_per_s", tokens_per_s}, {"wall", wall}});
+        nlohmann::json event = {{"type", "train"}, {"update", updates_}, {"epoch", train_.epoch()}, {"loss", loss},
+                                {"nll_loss", nll}, {"ppl", std::pow(2.0, nll)}, {"lr", last.lr},
+                                {"gnorm", window_gnorm_ / window_updates_}, {"tokens_per_s", tokens_per_s}, {"wall", wall}};
+        std::string comm;
+        if (world_size() > 1) {
+          const double fraction = window_comm_seconds_ / std::max(now, 1e-9);
+          event["ranks"] = world_size();
+          event["comm_fraction"] = fraction;
+          comm = " | comm " + std::to_string(static_cast<int>(std::lround(100 * fraction))) + "%";
+        }
+        log_event(event);
         if (speak_)
-          std::printf("%supdate %6lld | epoch %3lld | loss %.3f | ppl %8.2f | lr %.3e | gnorm %.3f | %6.0f tok/s | %s%s\n",
+          std::printf("%supdate %6lld | epoch %3lld | loss %.3f | ppl %8.2f | lr %.3e | gnorm %.3f | %6.0f tok/s%s | %s%s\n",
                       terminal ? "\r\033[K" : "", static_cast<long long>(updates_),
                       static_cast<long long>(train_.epoch()), loss, std::pow(2.0, nll), last.lr,
-                      window_gnorm_ / window_updates_, tokens_per_s, format_seconds(wall).c_str(), left.c_str());
+                      window_gnorm_ / window_updates_, tokens_per_s, comm.c_str(), format_seconds(wall).c_str(),
+                      left.c_str());
         std::fflush(stdout);  // a log line is progress: show it now, also when stdout is a file or pipe
-        window_loss_ = window_nll_ = window_gnorm_ = 0;
+        window_loss_ = window_nll_ = window_gnorm_ = window_comm_seconds_ = 0;
         window_tokens_ = window_updates_ = 0;
         window_start_ = std::chrono::steady_clock::now();
       } else {

@@ -29,7 +29,9 @@
 // the global norm and takes the identical Adam step, so the parameters stay the same on every
 // rank without ever being sent. Every decision that ends or skips something is taken from summed
 // numbers (a non-finite update) or by rank 0 alone and broadcast (the time budget). Validation is
-// shared out by batch and summed. Only rank 0 prints, writes the log and the checkpoints. A
+// shared out by batch and summed. Only rank 0 prints, writes the log and the checkpoints; its
+// log lines add the share of time spent in the exchange ("comm", waiting for slower ranks
+// included), which tells whether more ranks would still help (docs/scaling.md). A
 // checkpoint's data position is a position in the global stream, so a run resumes on any number
 // of ranks; rank 0 reads the checkpoint and sends it to the others (no shared disk needed).
 // Dropout draws from a different seed on each rank, so their masks are not correlated. With
@@ -144,6 +146,7 @@ class Trainer {
   // Since the last log line:
   double window_loss_ = 0, window_nll_ = 0, window_gnorm_ = 0;
   int64_t window_tokens_ = 0, window_updates_ = 0;
+  double window_comm_seconds_ = 0;  // spent in the ranks' exchanges, waiting for slower ranks included
   std::chrono::steady_clock::time_point window_start_;
 };
 
