@@ -204,7 +204,7 @@ std::string prepare_small(const std::string& dir, int64_t merges) {
 std::string train_args(const std::string& data, const std::string& save_dir, int64_t max_update) {
   return "train --arch lm_dynamic_small --data " + data + " --save-dir " + save_dir +
          " --threads 1 --set model.decoder.embed_dim=32 --set model.decoder.ffn_dim=64"
-         " --set model.decoder.layers=2 --set model.decoder.kernel_sizes=[3] --set model.dropout=0"
+         " --set model.decoder.layers=2 --set 'model.decoder.kernel_sizes=[3]' --set model.dropout=0"
          " --set model.input_dropout=0 --set train.tokens_per_sample=32 --set train.max_tokens=128"
          " --set train.warmup_updates=2 --set train.lr=1e-3 --set train.log_interval=1"
          " --set train.save_interval_updates=3 --set train.validate_interval_updates=3"
