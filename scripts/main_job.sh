@@ -5,13 +5,18 @@
 # test verses and reports test BLEU (sacreBLEU-compatible). Re-running reuses the build and the
 # prepared data and trains afresh.
 #
-#   MINUTES=60 bash scripts/main_job.sh               # the longer recipe (see README)
-#   ARCH=mt_transformer_small bash scripts/main_job.sh
+# The default (configs/mt_quick.json) is the d=128 model with small batches and a high learning
+# rate: the most progress in five minutes. The longer recipe is the d=256 model of the
+# architecture comparison (docs/results.md):
+#   CONFIG=configs/mt_dynamic_small.json MINUTES=60 bash scripts/main_job.sh
+#   ARCH=mt_transformer_mini bash scripts/main_job.sh     # another block, same recipe
 set -euo pipefail
 cd "$(dirname "$0")/.."
 minutes=${MINUTES:-5}
-arch=${ARCH:-mt_dynamic_small}
+config=${CONFIG:-configs/mt_quick.json}
 threads=${THREADS:-$(nproc)}
+arch_args=()
+if [ -n "${ARCH:-}" ]; then arch_args=(--arch "$ARCH"); fi
 
 scripts/install_deps.sh
 cmake --preset release >/dev/null
@@ -20,9 +25,9 @@ payless=build/release/payless
 
 $payless prepare --task translation --source-lang es --target-lang en --out runs/bible-es-en/data
 
-run=runs/bible-es-en/$arch
+run=runs/bible-es-en/$(basename "$config" .json)${ARCH:+-$ARCH}
 rm -rf "$run"
-$payless train --config configs/mt_dynamic_small.json --arch "$arch" --data runs/bible-es-en/data \
+$payless train --config "$config" "${arch_args[@]}" --data runs/bible-es-en/data \
   --save-dir "$run" --threads "$threads" --set train.time_budget_minutes="$minutes"
 
 echo "== a few test verses (Spanish -> English)"

@@ -597,6 +597,7 @@ TEST_CASE("parameter counts of the reference's translation models (spec 4.8)", "
   CHECK(small("mt_dynamic_small") == 5734400);
   CHECK(small("mt_lightweight_small") == 5683400);
   CHECK(small("mt_transformer_small") == 6472704);
+  CHECK(small("mt_dynamic_mini") == 2475520);  // d = 128, the main job's model
 
   // WMT big, V = 32768 joined, all embeddings shared: counted (200M floats need not be made).
   auto big = [](const std::string& arch, const std::string& block, bool glu) {
@@ -643,4 +644,24 @@ TEST_CASE("load_model_from_checkpoint rebuilds the model and its weights", "[tra
   CHECK_THROWS_WITH(load_model_from_checkpoint(path), Catch::Contains(path) && Catch::Contains("fc1"));
   std::remove(path.c_str());
   CHECK_THROWS_WITH(load_model_from_checkpoint(path), Catch::Contains(path));
+}
+
+TEST_CASE("every config shipped in configs/ reads and validates", "[translation][config]") {
+  // The scripts train from these files; a typo in one would only show when a user runs it.
+  int files = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(PAYLESS_SOURCE_DIR "/configs")) {
+    if (entry.path().extension() != ".json") continue;
+    ++files;
+    const std::string path = entry.path().string();
+    INFO(path);
+    const nlohmann::json j = read_json_file(path);
+    REQUIRE(j.contains("model"));
+    REQUIRE(j.contains("train"));
+    ModelConfig m;
+    CHECK_NOTHROW(m = model_config_from_json(j["model"], path));
+    CHECK_NOTHROW(train_config_from_json(j["train"], path));
+    m.source_vocab = m.target_vocab = 1000;
+    CHECK(count_parameters(m) > 0);
+  }
+  CHECK(files >= 3);
 }
