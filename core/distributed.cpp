@@ -149,9 +149,6 @@ DistributedSession::DistributedSession(double timeout_seconds) {
     fail("the MPI timeout must be a number of seconds >= 0 (0 = wait forever), got ", timeout_seconds);
 #ifdef PAYLESS_HAVE_MPI
   if (!launched_by_mpirun()) return;
-  // While one rank waits for a slower one, MPI spins on a core; yielding lets that core serve the
-  // slower rank's threads or other work when cores are shared. (An mpirun --mca setting wins.)
-  setenv("OMPI_MCA_mpi_yield_when_idle", "1", 0);
   int provided = 0;
   if (MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS)
     fail("MPI_Init_thread failed: cannot join the ranks started by mpirun");

@@ -350,7 +350,8 @@ TEST_CASE("2 ranks x half batches equal 1 rank x whole batches, and runs resume 
 
 namespace {
 
-// A command running in the background, its output going to a file.
+// A command running in the background, its output going to a file. The destructor kills it if
+// it is still running (when a REQUIRE ended the test early).
 struct Background {
   pid_t pid = -1;
   std::string output_path;
@@ -381,6 +382,11 @@ struct Background {
   std::string output() const {
     std::ifstream in(output_path);
     return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  ~Background() {
+    if (pid <= 0) return;
+    kill(pid, SIGKILL);
+    waitpid(pid, nullptr, 0);
   }
 };
 
@@ -453,7 +459,10 @@ TEST_CASE("a rank killed mid-run stops every rank quickly, with a non-zero exit"
   }
   const std::string dir = make_dir("kill");
   const std::string data = prepare_small(dir, 200);
-  Background job(mpirun(2) + PAYLESS_BINARY + " " + train_args(data, dir + "/run", 1000000), dir + "/out.txt");
+  // Until killed; the time budget ends it anyway should the test stop early.
+  Background job(mpirun(2) + PAYLESS_BINARY + " " + train_args(data, dir + "/run", 1000000) +
+                     " --set train.time_budget_minutes=1",
+                 dir + "/out.txt");
   REQUIRE(training_started(dir + "/run", 60));
   const pid_t victim = rank_pid(dir, 1);
   REQUIRE(victim > 0);
@@ -479,7 +488,8 @@ TEST_CASE("a rank that stops answering makes the others give up after --mpi-time
   }
   const std::string dir = make_dir("stop");
   const std::string data = prepare_small(dir, 200);
-  Background job(mpirun(2) + PAYLESS_BINARY + " " + train_args(data, dir + "/run", 1000000) + " --mpi-timeout 2",
+  Background job(mpirun(2) + PAYLESS_BINARY + " " + train_args(data, dir + "/run", 1000000) +
+                     " --set train.time_budget_minutes=1 --mpi-timeout 2",
                  dir + "/out.txt");
   REQUIRE(training_started(dir + "/run", 60));
   const pid_t victim = rank_pid(dir, 1);
