@@ -26,13 +26,16 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alp
 // Where gemm takes the small-M path: M <= kSmallGemmMaxRows and M·N·K > kSmallGemmMinWork.
 // Both from timings of both paths on Zen 4 at the decoding shapes (docs/benchmarks.md, "Small-M
 // products", `payless bench ops`): the small-M path is 5-11% faster at 128 rows at every decoding
-// shape of small and iwslt (beam 4 at batch 32), 1.2-5x faster at 1-32 rows (up to 8000 x 256 or
-// 10000 x 512); larger M is training, where sgemm is at 84-90% of the FMA peak. At or below 2^18
-// multiply-adds OpenBLAS runs its own small-matrix kernels, without packing, as fast.
+// shape of small and iwslt (beam 4 at batch 32), from as fast (1024 x 512 at one row) to 5.5x
+// faster (10000 x 512 at one row) at 1-32 rows; larger M is training, where sgemm runs at 84-90%
+// of the FMA peak. At or below 2^18 multiply-adds OpenBLAS runs its own small-matrix kernels,
+// without packing, as fast (and faster within a decoding step, measured).
 constexpr int64_t kSmallGemmMaxRows = 128;
 constexpr int64_t kSmallGemmMinWork = int64_t{1} << 18;
 // Multiply-adds from which the small-M path splits the columns over the threads. Below it waking
-// the second thread costs more than it saves (under a passive wait policy, tens of µs).
+// the second thread costs more than it saves: a 2^18 product split over two threads took 40 µs
+// on the loaded machine, against 5 µs on one. Not tuned on a quiet machine, where it could be
+// lower.
 constexpr int64_t kSmallGemmParallelWork = int64_t{1} << 20;
 
 // True when gemm takes the small-M path for this shape (never on CPUs without AVX-512).
