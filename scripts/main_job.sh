@@ -8,7 +8,7 @@
 # The default (configs/mt_quick.json) is the d=128 model with small batches and a high learning
 # rate: the most progress in five minutes. The longer recipe is the d=256 model of the
 # architecture comparison (docs/results.md):
-#   CONFIG=configs/mt_dynamic_small.json MINUTES=60 bash scripts/main_job.sh
+#   CONFIG=configs/mt_dynamic_small.json MINUTES=20 bash scripts/main_job.sh
 #   ARCH=mt_transformer_mini bash scripts/main_job.sh     # another block, same recipe
 set -euo pipefail
 cd "$(dirname "$0")/.."
