@@ -19,10 +19,18 @@ inline uint64_t mix64(uint64_t z) {
   return z ^ (z >> 31);
 }
 
+// The part of the hash that is the same for every index of one (seed, stream): loops compute it
+// once, then only the final mix64 per element.
+inline uint64_t stream_key(uint64_t seed, uint64_t stream) {
+  return mix64(seed ^ 0x9e3779b97f4a7c15ULL) + stream * 0xd1b54a32d192ed03ULL;
+}
+
+// The 24 random bits of draw `index`: an integer in [0, 2^24).
+inline uint64_t random_bits24(uint64_t key, uint64_t index) { return mix64(key + index) >> 40; }
+
 // Uniform in [0, 1) with 24 random bits, from (seed, stream, index).
 inline float uniform01(uint64_t seed, uint64_t stream, uint64_t index) {
-  uint64_t h = mix64(mix64(seed ^ 0x9e3779b97f4a7c15ULL) + stream * 0xd1b54a32d192ed03ULL + index);
-  return static_cast<float>(h >> 40) * (1.0f / 16777216.0f);
+  return static_cast<float>(random_bits24(stream_key(seed, stream), index)) * (1.0f / 16777216.0f);
 }
 
 class Rng {

@@ -57,6 +57,28 @@ TEST_CASE("dropout is inverted, seeded and thread-count independent", "[ops][dro
   CHECK(dropout(x, 0.25f, true, 42, 4).to_vector() != one);
 }
 
+TEST_CASE("dropout keeps exactly the elements whose uniform01 draw is >= p, forward and backward",
+          "[ops][dropout]") {
+  // The kernel tests the draw's 24 bits as an integer; this is the definition, element by element.
+  // p = 0.25 puts the threshold on an integer, the others between two.
+  const int64_t n = 70001;  // not a multiple of any vector width
+  Tensor x = Tensor::full({n}, 2.0f, /*requires_grad=*/true);
+  for (float p : {0.25f, 0.1f, 0.3f, 1.0f / 3.0f, 0.999f}) {
+    INFO("p " << p);
+    x.zero_grad();
+    Tensor y = dropout(x, p, true, 7, 9);
+    backward(sum(y));
+    const std::vector<float> out = y.to_vector(), grad = x.grad().to_vector();
+    const float scale = 1.0f / (1.0f - p);
+    int64_t wrong = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      const bool kept = uniform01(7, 9, static_cast<uint64_t>(i)) >= p;
+      wrong += out[i] != (kept ? 2.0f * scale : 0.0f) || grad[i] != (kept ? scale : 0.0f);
+    }
+    CHECK(wrong == 0);
+  }
+}
+
 TEST_CASE("elementwise gradients", "[ops][gradcheck]") {
   Tensor a = random_input({3, 4}, 1), b = random_input({3, 4}, 2);
   Tensor positive = random_input({3, 4}, 3, 0.5f, 2.0f);

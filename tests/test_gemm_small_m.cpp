@@ -83,11 +83,13 @@ TEST_CASE("gemm takes the small-M path inside its limits and stays exact on both
     for (const auto& s : cases) {
       const Case c{false, trans_b, s[0], s[1], s[2]};
       INFO("M " << c.M << " N " << c.N << " K " << c.K << " trans_b " << trans_b << " small-M path "
-                << kernels::gemm_uses_small_m_path(c.M, c.N, c.K));
+                << kernels::gemm_uses_small_m_path(false, c.M, c.N, c.K));
       const std::vector<float> nan_c(c.M * c.ldc(), std::numeric_limits<float>::quiet_NaN());
       CHECK(mismatches(kernels::gemm, c, 1.0f, 0.0f, nan_c, 5) == 0);
       CHECK(mismatches(kernels::gemm, c, 1.0f, 1.0f, random_values(c.M * c.ldc(), 6), 5) == 0);
     }
+  // A transposed A (a weight gradient in training) always goes to sgemm, whatever its size.
+  for (const auto& s : cases) CHECK_FALSE(kernels::gemm_uses_small_m_path(true, s[0], s[1], s[2]));
 }
 
 TEST_CASE("small-M gemm gives the same bits at 1 and 2 threads and for a row alone",

@@ -323,9 +323,9 @@ void gemm_small_m(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, f
 
 }  // namespace
 
-bool gemm_uses_small_m_path(int64_t M, int64_t N, int64_t K) {
+bool gemm_uses_small_m_path(bool trans_a, int64_t M, int64_t N, int64_t K) {
   if (!PAYLESS_SMALL_M_GEMM) return false;
-  return M <= kSmallGemmMaxRows && M * N * K > kSmallGemmMinWork;
+  return !trans_a && M <= kSmallGemmMaxRows && M * N * K > kSmallGemmMinWork;
 }
 
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
@@ -336,7 +336,7 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alp
   if (M == 0 || N == 0) return;
   if (K == 0) return scale_c(M, N, beta, C, ldc);
 #if PAYLESS_SMALL_M_GEMM
-  if (gemm_uses_small_m_path(M, N, K))
+  if (gemm_uses_small_m_path(trans_a, M, N, K))
     return gemm_small_m(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 #endif
   // cblas takes int sizes; a matrix past 2^31 elements per row stride would overflow silently.

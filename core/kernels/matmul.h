@@ -23,7 +23,10 @@ namespace payless::kernels {
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
           int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
 
-// Where gemm takes the small-M path: M <= kSmallGemmMaxRows and M·N·K > kSmallGemmMinWork.
+// Where gemm takes the small-M path: A stored untransposed, M <= kSmallGemmMaxRows and
+// M·N·K > kSmallGemmMinWork. A transposed A is a training weight gradient (dYᵀ·X, K = the batch's
+// rows), where sgemm was 2.6-6.6x faster at 64-128 rows and K = 4096 (the strided copy of A and
+// a k loop that long do not suit the path); decoding never transposes A.
 // Both from timings of both paths on Zen 4 at the decoding shapes (docs/benchmarks.md, "Small-M
 // products", `payless bench ops`): the small-M path is 5-11% faster at 128 rows at every decoding
 // shape of small and iwslt (beam 4 at batch 32), from as fast (1024 x 512 at one row) to 5.5x
@@ -38,8 +41,8 @@ constexpr int64_t kSmallGemmMinWork = int64_t{1} << 18;
 // lower.
 constexpr int64_t kSmallGemmParallelWork = int64_t{1} << 20;
 
-// True when gemm takes the small-M path for this shape (never on CPUs without AVX-512).
-bool gemm_uses_small_m_path(int64_t M, int64_t N, int64_t K);
+// True when gemm takes the small-M path for this product (never on CPUs without AVX-512).
+bool gemm_uses_small_m_path(bool trans_a, int64_t M, int64_t N, int64_t K);
 
 // Each path alone, with gemm's contract, for tests and `payless bench ops`. gemm_small_m_path is
 // sgemm on CPUs without AVX-512.
