@@ -10,7 +10,11 @@
 // THE CONTRACT: a backward closure ACCUMULATES into its inputs' gradients (+=, or GEMM with
 // beta = 1). It never assigns. A tensor used by two ops receives the sum of both contributions
 // only because of this rule; the gradient-check helper (tests/support/gradcheck.h) uses every
-// input twice so that an assigning closure fails its test.
+// input twice so that an assigning closure fails its test. The one exception is a saving, not a
+// loophole: Tensor::grad_target() may hand out a gradient buffer that did not exist yet, marked
+// fresh and uninitialised, and a closure that writes every element assigns into that one (the
+// sum of nothing and its contribution) instead of adding to zeros. The hot closures (matmul,
+// linear, reshape, permute, dropout, softmax, cross-entropy, layer norm, the activations) do.
 //
 // A closure receives its output's gradient `dy` (same shape as the output) and is skipped when no
 // gradient reached that output. There is one tape per thread; backward() consumes all of it.

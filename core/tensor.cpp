@@ -3,7 +3,9 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <algorithm>
 #include <cstring>
+#include <limits>
 #include <mutex>
 #include <unordered_map>
 
@@ -169,6 +171,16 @@ float* Tensor::grad_ptr() const {
     std::memset(t.grad->data, 0, sizeof(float) * t.shape.numel());
   }
   return t.grad->data;
+}
+
+Tensor::GradTarget Tensor::grad_target() const {
+  TensorImpl& t = impl();
+  if (t.grad) return {t.grad->data, false};
+  t.grad = std::make_shared<Storage>(t.shape.numel());
+#ifdef PAYLESS_NO_BUFFER_CACHE
+  std::fill_n(t.grad->data, t.shape.numel(), std::numeric_limits<float>::quiet_NaN());
+#endif
+  return {t.grad->data, true};
 }
 
 void Tensor::zero_grad() { impl().grad.reset(); }

@@ -86,6 +86,17 @@ class Tensor {
   // Pointer to the gradient buffer, allocating it zero-filled on first use. Backward closures
   // accumulate into it (+=); they never assign.
   float* grad_ptr() const;  // const: a Tensor is a handle; this changes the shared impl
+  // The gradient buffer for a backward closure that writes every element of it: grad_ptr() when
+  // the buffer exists (fresh = false: add into it). When it does not, a new buffer left
+  // uninitialised (fresh = true): the closure then assigns each element once (=, or GEMM
+  // beta = 0), which saves zero-filling the buffer and reading the zeros back. Sanitizer builds
+  // fill it with NaN, so a closure that misses an element fails its gradient check.
+  struct GradTarget {
+    float* data;
+    bool fresh;
+    float beta() const { return fresh ? 0.0f : 1.0f; }  // for GEMMs that write the gradient
+  };
+  GradTarget grad_target() const;
   void zero_grad();  // drops the buffer; the next accumulation starts from zero again
 
   // The same values, sharing storage, outside of autograd (no requires_grad, no history).

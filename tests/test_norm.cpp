@@ -77,6 +77,13 @@ TEST_CASE("layer_norm kernels equal their reference loops at odd sizes", "[ops][
         kernels::layer_norm_backward(x.data(), g, mean_ref.data(), rstd_ref.data(), dy.data(),
                                      nullptr, nullptr, only_db.data(), rows, C);
         CHECK(same_bits(only_db, db));
+        // dx into a fresh buffer (NaN: never read) is the reference added to zeros.
+        std::vector<float> fresh_dx(n, std::nanf("")), zero_dx(n, 0.0f);
+        kernels::layer_norm_backward(x.data(), g, mean_ref.data(), rstd_ref.data(), dy.data(),
+                                     fresh_dx.data(), nullptr, nullptr, rows, C, /*dx_fresh=*/true);
+        kernels::layer_norm_backward_reference(x.data(), g, mean_ref.data(), rstd_ref.data(),
+                                               dy.data(), zero_dx.data(), nullptr, nullptr, rows, C);
+        CHECK(count_mismatches(fresh_dx, zero_dx, 1e-5, 1e-5) == 0);
       }
     }
   }

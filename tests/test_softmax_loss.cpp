@@ -67,6 +67,17 @@ TEST_CASE("softmax kernels equal their reference loops at odd sizes", "[ops][sof
       kernels::log_softmax_backward_rows(lp_ref.data(), dy.data(), dx.data(), rows, V);
       kernels::log_softmax_backward_rows_reference(lp_ref.data(), dy.data(), dx_ref.data(), rows, V);
       CHECK(count_mismatches(dx, dx_ref, 1e-6, 1e-5) == 0);
+
+      // A fresh gradient buffer (NaN here: it must not be read) gets what the reference adds to 0.
+      const std::vector<float> zeros(n, 0.0f), nans(n, std::nanf(""));
+      dx = nans, dx_ref = zeros;
+      kernels::softmax_backward_rows(y_ref.data(), dy.data(), dx.data(), rows, V, /*fresh=*/true);
+      kernels::softmax_backward_rows_reference(y_ref.data(), dy.data(), dx_ref.data(), rows, V);
+      CHECK(count_mismatches(dx, dx_ref, 1e-6, 1e-5) == 0);
+      dx = nans, dx_ref = zeros;
+      kernels::log_softmax_backward_rows(lp_ref.data(), dy.data(), dx.data(), rows, V, true);
+      kernels::log_softmax_backward_rows_reference(lp_ref.data(), dy.data(), dx_ref.data(), rows, V);
+      CHECK(count_mismatches(dx, dx_ref, 1e-6, 1e-5) == 0);
     }
   }
 }
@@ -94,6 +105,14 @@ TEST_CASE("cross-entropy kernels equal their reference loops at odd sizes", "[op
         std::vector<float> dx = dx0, dx_ref = dx0;
         kernels::cross_entropy_backward_rows(x.data(), targets.data(), lse_ref.data(), rows, V, -7, w,
                                              0.75f, dx.data());
+        kernels::cross_entropy_backward_rows_reference(x.data(), targets.data(), lse_ref.data(), rows,
+                                                       V, -7, w, 0.75f, dx_ref.data());
+        CHECK(count_mismatches(dx, dx_ref, 1e-6, 1e-5) == 0);
+        // Into a fresh buffer (NaN: never read), ignored rows included: the reference on zeros.
+        dx.assign(n, std::nanf(""));
+        dx_ref.assign(n, 0.0f);
+        kernels::cross_entropy_backward_rows(x.data(), targets.data(), lse_ref.data(), rows, V, -7, w,
+                                             0.75f, dx.data(), /*fresh=*/true);
         kernels::cross_entropy_backward_rows_reference(x.data(), targets.data(), lse_ref.data(), rows,
                                                        V, -7, w, 0.75f, dx_ref.data());
         CHECK(count_mismatches(dx, dx_ref, 1e-6, 1e-5) == 0);

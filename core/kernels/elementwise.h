@@ -41,6 +41,28 @@ void accumulate(float* acc, int64_t n, F f) {
   for (int64_t i = 0; i < n; ++i) acc[i] += f(i);
 }
 
+// A backward's elementwise write: acc[i] = f(i) into a fresh gradient buffer (Tensor::grad_target),
+// acc[i] += f(i) into one that already holds a sum.
+template <typename F>
+void write_or_accumulate(float* acc, bool fresh, int64_t n, F f) {
+  if (fresh)
+    generate(acc, n, f);
+  else
+    accumulate(acc, n, f);
+}
+
+// The same for one row inside a kernel's own (already parallel) row loop: serial, vectorised.
+template <typename F>
+inline void write_or_add_row(float* row, bool fresh, int64_t n, F f) {
+  if (fresh) {
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) row[i] = f(i);
+  } else {
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) row[i] += f(i);
+  }
+}
+
 // Dropout's loop, forward and backward: out[i] = in[i]·scale_i (or out[i] += it, accumulate),
 // with scale_i = keep_scale when random_bits24(key, i) >= min_kept_bits and 0 otherwise.
 // Restrict pointers and a select instead of a branch, so the hash vectorises.

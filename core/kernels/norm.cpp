@@ -5,6 +5,7 @@
 #include <cmath>
 #include <vector>
 
+#include "core/kernels/elementwise.h"
 #include "core/parallel.h"
 
 namespace payless::kernels {
@@ -71,7 +72,7 @@ void layer_norm_forward_reference(const float* x, const float* gamma, const floa
 
 void layer_norm_backward(const float* x, const float* gamma, const float* mean, const float* rstd,
                          const float* dy, float* dx, float* dgamma, float* dbeta, int64_t rows,
-                         int64_t C) {
+                         int64_t C, bool dx_fresh) {
   const float inv_c = 1.0f / static_cast<float>(C);
   const bool params = dgamma || dbeta;
   const int64_t chunks = (rows + kRowsPerChunk - 1) / kRowsPerChunk;
@@ -103,11 +104,10 @@ void layer_norm_backward(const float* x, const float* gamma, const float* mean, 
       }
       const float mean_g = sum_g * inv_c, mean_gx = sum_gx * inv_c;
       float* dxr = dx + r * C;
-#pragma omp simd
-      for (int64_t c = 0; c < C; ++c) {
+      write_or_add_row(dxr, dx_fresh, C, [&](int64_t c) {
         const float g = gamma ? gr[c] * gamma[c] : gr[c];
-        dxr[c] += rs * (g - mean_g - (xr[c] - mu) * rs * mean_gx);
-      }
+        return rs * (g - mean_g - (xr[c] - mu) * rs * mean_gx);
+      });
     }
   }
 

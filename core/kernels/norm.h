@@ -28,9 +28,10 @@ void layer_norm_forward_reference(const float* x, const float* gamma, const floa
 // Why dx looks like that: x̂ = (x − μ)·rstd depends on every x of the row through μ and rstd;
 // ∂μ/∂x_j = 1/C and ∂rstd/∂x_j = −rstd³·(x_j − μ)/C, which after the chain rule leaves the two
 // row means above.
+// dx_fresh: dx is a new, uninitialised gradient buffer to assign (Tensor::grad_target).
 void layer_norm_backward(const float* x, const float* gamma, const float* mean, const float* rstd,
                          const float* dy, float* dx, float* dgamma, float* dbeta, int64_t rows,
-                         int64_t C);
+                         int64_t C, bool dx_fresh = false);
 void layer_norm_backward_reference(const float* x, const float* gamma, const float* mean,
                                    const float* rstd, const float* dy, float* dx, float* dgamma,
                                    float* dbeta, int64_t rows, int64_t C);

@@ -7,6 +7,7 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "core/kernels/elementwise.h"
 #include "core/parallel.h"
 
 namespace payless::kernels {
@@ -81,7 +82,8 @@ void log_softmax_rows_reference(const float* x, float* y, int64_t rows, int64_t 
   }
 }
 
-void softmax_backward_rows(const float* y, const float* dy, float* dx, int64_t rows, int64_t V) {
+void softmax_backward_rows(const float* y, const float* dy, float* dx, int64_t rows, int64_t V,
+                           bool fresh) {
 #pragma omp parallel for schedule(static) if (rows * V > kParallelMinWork)
   for (int64_t r = 0; r < rows; ++r) {
     const float *yr = y + r * V, *gr = dy + r * V;
@@ -89,8 +91,7 @@ void softmax_backward_rows(const float* y, const float* dy, float* dx, int64_t r
     float dot = 0.0f;  // Σ dy ⊙ y
 #pragma omp simd reduction(+ : dot)
     for (int64_t v = 0; v < V; ++v) dot += gr[v] * yr[v];
-#pragma omp simd
-    for (int64_t v = 0; v < V; ++v) dxr[v] += yr[v] * (gr[v] - dot);
+    write_or_add_row(dxr, fresh, V, [&](int64_t v) { return yr[v] * (gr[v] - dot); });
   }
 }
 
@@ -105,7 +106,7 @@ void softmax_backward_rows_reference(const float* y, const float* dy, float* dx,
 }
 
 void log_softmax_backward_rows(const float* y, const float* dy, float* dx, int64_t rows,
-                               int64_t V) {
+                               int64_t V, bool fresh) {
 #pragma omp parallel for schedule(static) if (rows * V > kParallelMinWork)
   for (int64_t r = 0; r < rows; ++r) {
     const float *yr = y + r * V, *gr = dy + r * V;
@@ -113,8 +114,7 @@ void log_softmax_backward_rows(const float* y, const float* dy, float* dx, int64
     float total = 0.0f;  // Σ dy
 #pragma omp simd reduction(+ : total)
     for (int64_t v = 0; v < V; ++v) total += gr[v];
-#pragma omp simd
-    for (int64_t v = 0; v < V; ++v) dxr[v] += gr[v] - fast_exp(yr[v]) * total;
+    write_or_add_row(dxr, fresh, V, [&](int64_t v) { return gr[v] - fast_exp(yr[v]) * total; });
   }
 }
 
@@ -182,18 +182,20 @@ void cross_entropy_rows_reference(const float* logits, const int32_t* targets, i
 
 void cross_entropy_backward_rows(const float* logits, const int32_t* targets, const float* lse,
                                  int64_t rows, int64_t V, int32_t ignore_index, SmoothingWeights w,
-                                 float g, float* dlogits) {
+                                 float g, float* dlogits, bool fresh) {
   const float gb = g * w.uniform_weight;
 #pragma omp parallel for schedule(static) if (rows * V > kParallelMinWork)
   for (int64_t r = 0; r < rows; ++r) {
     const int32_t y = targets[r];
-    if (y == ignore_index) continue;
-    const float* xr = logits + r * V;
     float* dr = dlogits + r * V;
+    if (y == ignore_index) {
+      if (fresh) std::fill_n(dr, V, 0.0f);
+      continue;
+    }
+    const float* xr = logits + r * V;
     const float l = lse[r];
     // g·(p[v] − q[v]) with q[v] = uniform_weight + target_weight·[v = y]
-#pragma omp simd
-    for (int64_t v = 0; v < V; ++v) dr[v] += g * fast_exp(xr[v] - l) - gb;
+    write_or_add_row(dr, fresh, V, [&](int64_t v) { return g * fast_exp(xr[v] - l) - gb; });
     dr[y] -= g * w.target_weight;
   }
 }

@@ -65,14 +65,17 @@ void log_softmax_rows_reference(const float* x, float* y, int64_t rows, int64_t 
 
 // Softmax backward, from its output y:  dx += y ⊙ (dy − Σ_v dy[v]·y[v]).
 //   (∂y_v/∂x_u = y_v(δ_vu − y_u), so dx_u = Σ_v dy_v y_v (δ_vu − y_u) = y_u (dy_u − Σ_v dy_v y_v).)
-void softmax_backward_rows(const float* y, const float* dy, float* dx, int64_t rows, int64_t V);
+// The backward kernels take `fresh`: dx is a new, uninitialised gradient buffer to assign
+// (Tensor::grad_target) instead of adding into. The references always add.
+void softmax_backward_rows(const float* y, const float* dy, float* dx, int64_t rows, int64_t V,
+                           bool fresh = false);
 void softmax_backward_rows_reference(const float* y, const float* dy, float* dx, int64_t rows,
                                      int64_t V);
 
 // Log-softmax backward, from its output y = log p:  dx += dy − p ⊙ Σ_v dy[v],  p = exp(y).
 //   (∂y_v/∂x_u = δ_vu − p_u.)
 void log_softmax_backward_rows(const float* y, const float* dy, float* dx, int64_t rows,
-                               int64_t V);
+                               int64_t V, bool fresh = false);
 void log_softmax_backward_rows_reference(const float* y, const float* dy, float* dx, int64_t rows,
                                          int64_t V);
 
@@ -95,12 +98,13 @@ void cross_entropy_rows_reference(const float* logits, const int32_t* targets, i
                                   int64_t V, int32_t ignore_index, SmoothingWeights w, float* loss,
                                   float* nll, float* lse);
 
-// Backward of the summed loss, scaled by g:  dlogits[r, v] += g · (p[v] − q[v]) on kept rows,
+// Backward of the summed loss, scaled by g:  dlogits[r, v] += g · (p[v] − q[v]) on kept rows
+// (ignored rows get 0 when dlogits is fresh),
 // with p = exp(x − lse) recomputed from the saved lse (cheaper than keeping p, the size of the
 // logits). This is the gradient because Σ_v q[v] = 1:  ∂/∂x_u (−Σ_v q_v lp_v) = p_u Σ_v q_v − q_u.
 void cross_entropy_backward_rows(const float* logits, const int32_t* targets, const float* lse,
                                  int64_t rows, int64_t V, int32_t ignore_index, SmoothingWeights w,
-                                 float g, float* dlogits);
+                                 float g, float* dlogits, bool fresh = false);
 void cross_entropy_backward_rows_reference(const float* logits, const int32_t* targets,
                                            const float* lse, int64_t rows, int64_t V,
                                            int32_t ignore_index, SmoothingWeights w, float g,

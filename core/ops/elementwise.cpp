@@ -68,13 +68,22 @@ Tensor binary(const char* op, const Tensor& a, const Tensor& b, F f, DA dfda, DB
   if (needs_grad(a, b)) {
     record(out, [a, b, same, f, dfda, dfdb](const Tensor& dy) mutable {
       const float *pa = a.data(), *pb = b.data(), *g = dy.data();
-      float* ga = a.requires_grad() ? a.grad_ptr() : nullptr;
-      float* gb = b.requires_grad() ? b.grad_ptr() : nullptr;
       if (same) {
-        if (ga) kernels::accumulate(ga, a.numel(), [&](int64_t i) { return g[i] * dfda(pa[i], pb[i]); });
-        if (gb) kernels::accumulate(gb, b.numel(), [&](int64_t i) { return g[i] * dfdb(pa[i], pb[i]); });
+        // b's target is taken after a's gradient is written: in add(x, x) the second must add.
+        if (a.requires_grad()) {
+          const Tensor::GradTarget ga = a.grad_target();
+          kernels::write_or_accumulate(ga.data, ga.fresh, a.numel(),
+                                       [&](int64_t i) { return g[i] * dfda(pa[i], pb[i]); });
+        }
+        if (b.requires_grad()) {
+          const Tensor::GradTarget gb = b.grad_target();
+          kernels::write_or_accumulate(gb.data, gb.fresh, b.numel(),
+                                       [&](int64_t i) { return g[i] * dfdb(pa[i], pb[i]); });
+        }
         return;
       }
+      float* ga = a.requires_grad() ? a.grad_ptr() : nullptr;
+      float* gb = b.requires_grad() ? b.grad_ptr() : nullptr;
       BroadcastPlan plan = make_plan(a.shape(), b.shape(), dy.shape());
       kernels::for_each_broadcast(plan, [&](int64_t o, int64_t ia, int64_t ib) {
         if (ga) ga[ia] += g[o] * dfda(pa[ia], pb[ib]);
@@ -94,7 +103,9 @@ Tensor unary(const Tensor& x, F f, D dfdx) {
   if (needs_grad(x)) {
     record(y, [x, y, dfdx](const Tensor& dy) mutable {
       const float *px = x.data(), *py = y.data(), *g = dy.data();
-      kernels::accumulate(x.grad_ptr(), x.numel(), [&](int64_t i) { return g[i] * dfdx(px[i], py[i]); });
+      const Tensor::GradTarget gx = x.grad_target();
+      kernels::write_or_accumulate(gx.data, gx.fresh, x.numel(),
+                                   [&](int64_t i) { return g[i] * dfdx(px[i], py[i]); });
     });
   }
   return y;
@@ -192,13 +203,17 @@ Tensor glu(const Tensor& x) {
   if (needs_grad(x)) {
     record(y, [x, rows, c](const Tensor& dy) mutable {
       const float *px = x.data(), *g = dy.data();
-      float* gx = x.grad_ptr();
+      const Tensor::GradTarget target = x.grad_target();
+      float* gx = target.data;
       for (int64_t r = 0; r < rows; ++r)
         for (int64_t j = 0; j < c; ++j) {
           float value = px[r * 2 * c + j];
           float s = 1.0f / (1.0f + std::exp(-px[r * 2 * c + c + j]));
-          gx[r * 2 * c + j] += g[r * c + j] * s;
-          gx[r * 2 * c + c + j] += g[r * c + j] * value * s * (1.0f - s);
+          float* gv = gx + r * 2 * c + j;
+          float* gg = gv + c;
+          // Every element of x is written once: = into a fresh buffer (never read), else +=.
+          *gv = (target.fresh ? 0.0f : *gv) + g[r * c + j] * s;
+          *gg = (target.fresh ? 0.0f : *gg) + g[r * c + j] * value * s * (1.0f - s);
         }
     });
   }
@@ -218,10 +233,17 @@ Tensor masked_fill(const Tensor& x, const Tensor& mask, float value) {
   if (needs_grad(x)) {
     record(y, [x, mask, plan](const Tensor& dy) mutable {
       const float *g = dy.data(), *pm = mask.data();
-      float* gx = x.grad_ptr();
-      kernels::for_each_broadcast(plan, [&](int64_t o, int64_t ix, int64_t im) {
-        if (pm[im] == 0.0f) gx[ix] += g[o];
-      });
+      const Tensor::GradTarget target = x.grad_target();
+      float* gx = target.data;
+      // x has the output's shape (ix is o), so each element of its gradient is visited once.
+      if (target.fresh)
+        kernels::for_each_broadcast(plan, [&](int64_t o, int64_t ix, int64_t im) {
+          gx[ix] = pm[im] == 0.0f ? g[o] : 0.0f;
+        });
+      else
+        kernels::for_each_broadcast(plan, [&](int64_t o, int64_t ix, int64_t im) {
+          if (pm[im] == 0.0f) gx[ix] += g[o];
+        });
     });
   }
   return y;
@@ -245,7 +267,8 @@ Tensor dropout(const Tensor& x, float p, bool training, uint64_t seed, uint64_t 
   kernels::dropout_rows(x.data(), y.data(), n, key, min_kept_bits, keep_scale, false);
   if (needs_grad(x)) {
     record(y, [x, key, min_kept_bits, keep_scale, n](const Tensor& dy) mutable {
-      kernels::dropout_rows(dy.data(), x.grad_ptr(), n, key, min_kept_bits, keep_scale, true);
+      const Tensor::GradTarget gx = x.grad_target();  // a fresh buffer is written, not added to
+      kernels::dropout_rows(dy.data(), gx.data, n, key, min_kept_bits, keep_scale, !gx.fresh);
     });
   }
   return y;

@@ -4,6 +4,7 @@
 // The backward passes use beta = 1, so sgemm adds straight into the gradient buffers: no
 // temporaries, and the accumulate-only contract of core/autograd.h for free. This file does no
 // threading of its own; OpenBLAS parallelises each call. Declarations: core/ops.h.
+#include <algorithm>
 #include <string>
 
 #include "core/autograd.h"
@@ -88,27 +89,30 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b) {
       // same for B: dBᵀ = dCᵀ·op(A) (N, K). op(B)ᵀ as stored is B read with the opposite flag.
       const float *pa = a.data(), *pb = b.data(), *g = dc.data();
       const int64_t M = p.M, N = p.N, K = p.K;
+      // A fresh gradient buffer is written (beta = 0) rather than added into (grad_target).
       if (a.requires_grad()) {
-        float* ga = a.grad_ptr();
+        const Tensor::GradTarget ga = a.grad_target();
         for (int64_t i = 0; i < p.batch; ++i) {
           const float *bi = pb + i * p.b_stride, *gi = g + i * c_stride;
-          float* gai = ga + i * p.a_stride;
+          float* gai = ga.data + i * p.a_stride;
           if (!p.trans_a)
-            kernels::gemm(false, !p.trans_b, M, K, N, 1.0f, gi, N, bi, p.ldb(), 1.0f, gai, K);
+            kernels::gemm(false, !p.trans_b, M, K, N, 1.0f, gi, N, bi, p.ldb(), ga.beta(), gai, K);
           else
-            kernels::gemm(p.trans_b, true, K, M, N, 1.0f, bi, p.ldb(), gi, N, 1.0f, gai, M);
+            kernels::gemm(p.trans_b, true, K, M, N, 1.0f, bi, p.ldb(), gi, N, ga.beta(), gai, M);
         }
       }
       if (b.requires_grad()) {
-        float* gb = b.grad_ptr();
-        // With a shared 2-D b (b_stride 0) every batch adds into the same dB, in order.
+        const Tensor::GradTarget gb = b.grad_target();
+        // With a shared 2-D b (b_stride 0) every batch adds into the same dB, in order; only the
+        // first writes a fresh buffer.
         for (int64_t i = 0; i < p.batch; ++i) {
           const float *ai = pa + i * p.a_stride, *gi = g + i * c_stride;
-          float* gbi = gb + i * p.b_stride;
+          float* gbi = gb.data + i * p.b_stride;
+          const float beta = gb.fresh && (i == 0 || p.b_stride != 0) ? 0.0f : 1.0f;
           if (!p.trans_b)
-            kernels::gemm(!p.trans_a, false, K, N, M, 1.0f, ai, p.lda(), gi, N, 1.0f, gbi, N);
+            kernels::gemm(!p.trans_a, false, K, N, M, 1.0f, ai, p.lda(), gi, N, beta, gbi, N);
           else
-            kernels::gemm(true, p.trans_a, N, K, M, 1.0f, gi, N, ai, p.lda(), 1.0f, gbi, K);
+            kernels::gemm(true, p.trans_a, N, K, M, 1.0f, gi, N, ai, p.lda(), beta, gbi, K);
         }
       }
     });
@@ -144,19 +148,24 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   if (needs_grad(x, weight, bias)) {
     record(y, [x, weight, bias, rows, in, out](const Tensor& dy) mutable {
       const float* g = dy.data();  // (R, out)
-      // dx (R, in) += dy (R, out) · W (out, in)
-      if (x.requires_grad())
-        kernels::gemm(false, false, rows, in, out, 1.0f, g, out, weight.data(), in, 1.0f,
-                      x.grad_ptr(), in);
+      // dx (R, in) += dy (R, out) · W (out, in); a fresh buffer is written (beta = 0).
+      if (x.requires_grad()) {
+        const Tensor::GradTarget gx = x.grad_target();
+        kernels::gemm(false, false, rows, in, out, 1.0f, g, out, weight.data(), in, gx.beta(),
+                      gx.data, in);
+      }
       // dW (out, in) += dyᵀ (out, R) · x (R, in): every position of every batch in one GEMM.
-      if (weight.requires_grad())
-        kernels::gemm(true, false, out, in, rows, 1.0f, g, out, x.data(), in, 1.0f,
-                      weight.grad_ptr(), in);
+      if (weight.requires_grad()) {
+        const Tensor::GradTarget gw = weight.grad_target();
+        kernels::gemm(true, false, out, in, rows, 1.0f, g, out, x.data(), in, gw.beta(), gw.data,
+                      in);
+      }
       // dbias (out) += Σ_rows dy: rows in order, so the sum does not depend on threads.
       if (bias.defined() && bias.requires_grad()) {
-        float* gbias = bias.grad_ptr();
+        const Tensor::GradTarget gbias = bias.grad_target();
+        if (gbias.fresh) std::fill_n(gbias.data, out, 0.0f);  // `out` floats: nothing to save
         for (int64_t r = 0; r < rows; ++r)
-          for (int64_t o = 0; o < out; ++o) gbias[o] += g[r * out + o];
+          for (int64_t o = 0; o < out; ++o) gbias.data[o] += g[r * out + o];
       }
     });
   }

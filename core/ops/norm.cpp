@@ -31,11 +31,11 @@ Tensor layer_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, floa
     record(y, [x, gamma, beta, mean = std::move(mean), rstd = std::move(rstd), rows,
                C](const Tensor& dy) mutable {
       auto wanted = [](const Tensor& t) { return t.defined() && t.requires_grad(); };
+      const Tensor::GradTarget gx = wanted(x) ? x.grad_target() : Tensor::GradTarget{nullptr, false};
       kernels::layer_norm_backward(x.data(), gamma.defined() ? gamma.data() : nullptr,
-                                   mean.data(), rstd.data(), dy.data(),
-                                   wanted(x) ? x.grad_ptr() : nullptr,
+                                   mean.data(), rstd.data(), dy.data(), gx.data,
                                    wanted(gamma) ? gamma.grad_ptr() : nullptr,
-                                   wanted(beta) ? beta.grad_ptr() : nullptr, rows, C);
+                                   wanted(beta) ? beta.grad_ptr() : nullptr, rows, C, gx.fresh);
     });
   }
   return y;

@@ -92,7 +92,11 @@ Tensor reshape(const Tensor& x, const std::vector<int64_t>& shape) {
   if (needs_grad(x)) {
     record(y, [x](const Tensor& dy) mutable {
       const int64_t n = x.numel();  // same values in the same order: dy is x's gradient as is
-      kernels::add_rows(dy.data(), n, x.grad_ptr(), n, 1, n);
+      const Tensor::GradTarget gx = x.grad_target();
+      if (gx.fresh)
+        kernels::copy_rows(dy.data(), n, gx.data, n, 1, n);
+      else
+        kernels::add_rows(dy.data(), n, gx.data, n, 1, n);
     });
   }
   return y;
@@ -135,7 +139,8 @@ Tensor permute(const Tensor& x, const std::vector<int>& order) {
     std::array<int, 4> inverse{};
     for (int k = 0; k < 4; ++k) inverse[order4[k]] = k;
     record(y, [x, dy_dims, inverse](const Tensor& dy) mutable {
-      kernels::permute(dy.data(), dy_dims.data(), inverse.data(), x.grad_ptr(), /*accumulate=*/true);
+      const Tensor::GradTarget gx = x.grad_target();  // a fresh buffer is written, not added to
+      kernels::permute(dy.data(), dy_dims.data(), inverse.data(), gx.data, /*accumulate=*/!gx.fresh);
     });
   }
   return y;

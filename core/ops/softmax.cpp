@@ -31,7 +31,8 @@ Tensor softmax(const Tensor& x) {
   if (needs_grad(x)) {
     // dx += y ⊙ (dy − Σ dy⊙y): only the output is needed, not x.
     record(y, [x, y, rows, V](const Tensor& dy) mutable {
-      kernels::softmax_backward_rows(y.data(), dy.data(), x.grad_ptr(), rows, V);
+      const Tensor::GradTarget gx = x.grad_target();
+      kernels::softmax_backward_rows(y.data(), dy.data(), gx.data, rows, V, gx.fresh);
     });
   }
   return y;
@@ -45,7 +46,8 @@ Tensor log_softmax(const Tensor& x) {
   if (needs_grad(x)) {
     // dx += dy − exp(y) ⊙ Σ dy
     record(y, [x, y, rows, V](const Tensor& dy) mutable {
-      kernels::log_softmax_backward_rows(y.data(), dy.data(), x.grad_ptr(), rows, V);
+      const Tensor::GradTarget gx = x.grad_target();
+      kernels::log_softmax_backward_rows(y.data(), dy.data(), gx.data, rows, V, gx.fresh);
     });
   }
   return y;
@@ -106,8 +108,9 @@ CrossEntropyResult cross_entropy(const Tensor& logits, const IdTensor& targets,
     // Saves only lse per row (rows floats) and the ids; p is recomputed from the logits.
     record(result.loss, [logits, ids = targets.values, lse = std::move(lse), rows, V, ignore_index,
                          w](const Tensor& dy) mutable {
+      const Tensor::GradTarget gl = logits.grad_target();
       kernels::cross_entropy_backward_rows(logits.data(), ids.data(), lse.data(), rows, V,
-                                           ignore_index, w, dy.data()[0], logits.grad_ptr());
+                                           ignore_index, w, dy.data()[0], gl.data, gl.fresh);
     });
   }
   return result;
