@@ -39,6 +39,7 @@ size_t size_class_bytes(int64_t size);
 // sanitizer builds the cache is off and every request is a miss that is not counted).
 struct BufferCacheStats {
   size_t cached_bytes = 0;  // free buffers kept for reuse
+  size_t live_bytes = 0, peak_live_bytes = 0;  // tensor buffers in use: now, and the most ever
   int64_t hits = 0, misses = 0;
 };
 BufferCacheStats buffer_cache_stats();

@@ -2,6 +2,8 @@
 // batches whose shapes vary, as token-budget batches do.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+
 #include "core/tensor.h"
 
 using namespace payless;
@@ -47,5 +49,31 @@ TEST_CASE("batches of varying shape reuse cached buffers", "[memory][cache]") {
   CHECK(after.misses - before.misses <= 4);
   CHECK(after.cached_bytes <= before.cached_bytes + 2 * size_class_bytes(2089 * 1024) +
                                   2 * size_class_bytes(2089 * 256));
+#endif
+}
+
+TEST_CASE("the cache keeps more than 1 GiB once the process has used more", "[memory][cache]") {
+  // Four 512 MiB buffers in use at once (never written: address space, not RAM), then freed, then
+  // two wanted again. A fixed 1 GiB limit keeps at most one of them next to what earlier tests
+  // left cached; the limit follows the 2 GiB this process has now had in use, so both are found.
+  const int64_t n = int64_t{1} << 27;  // floats: 512 MiB
+  const BufferCacheStats before = buffer_cache_stats();
+  {
+    Tensor a = Tensor::empty({n}), b = Tensor::empty({n}), c = Tensor::empty({n}),
+           d = Tensor::empty({n});
+  }
+  const BufferCacheStats freed = buffer_cache_stats();
+  {
+    Tensor a = Tensor::empty({n}), b = Tensor::empty({n});
+  }
+  const BufferCacheStats again = buffer_cache_stats();
+#ifdef PAYLESS_NO_BUFFER_CACHE
+  CHECK(again.cached_bytes == 0);
+  CHECK(again.hits == before.hits);
+#else
+  CHECK(freed.peak_live_bytes >= before.live_bytes + 4 * size_class_bytes(n));
+  CHECK(freed.cached_bytes >= before.cached_bytes + 2 * size_class_bytes(n));
+  CHECK(again.hits - freed.hits == 2);  // nothing new allocated
+  CHECK(again.cached_bytes <= std::max<size_t>(size_t{1} << 30, again.peak_live_bytes));
 #endif
 }
