@@ -26,6 +26,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/serialize.h"
+#include "tests/support/command.h"
 
 #ifndef PAYLESS_SOURCE_DIR
 #define PAYLESS_SOURCE_DIR "/work/main"  // the CMake build defines it; this is for direct g++ builds
@@ -542,15 +543,10 @@ TEST_CASE("scripts/read_checkpoint.py reads our files with numpy alone", "[check
          "(scripts/install_deps.sh does)");
   TempDir dir;
   auto run = [](const std::string& file, int& status) {
-    const std::string command =
-        "/usr/bin/python3 " PAYLESS_SOURCE_DIR "/scripts/read_checkpoint.py '" + file + "' 2>&1";
-    FILE* pipe = popen(command.c_str(), "r");
-    REQUIRE(pipe);
-    std::string out;
-    char buffer[4096];
-    for (size_t got; (got = std::fread(buffer, 1, sizeof buffer, pipe)) > 0;) out.append(buffer, got);
-    status = pclose(pipe);
-    return out;
+    const payless::testing::CommandResult r = payless::testing::run_command(
+        "/usr/bin/python3 " PAYLESS_SOURCE_DIR "/scripts/read_checkpoint.py '" + file + "'");
+    status = r.status;
+    return r.output;
   };
 
   const std::string path = dir.file("model.ckpt");

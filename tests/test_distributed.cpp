@@ -31,6 +31,7 @@
 #include "models/sequence_model.h"
 #include "models/trainer.h"
 #include "text/lines.h"
+#include "tests/support/command.h"
 
 using namespace payless;
 namespace fs = std::filesystem;
@@ -221,22 +222,8 @@ std::string mpirun(int ranks) {
          " -x ASAN_OPTIONS=detect_leaks=0 -np " + std::to_string(ranks) + " ";
 }
 
-struct Run {
-  int status;  // exit status, or -1 if killed by a signal
-  std::string output;
-};
-
-// Runs a shell command (stderr with stdout) under `timeout`, so that a hang fails the test
-// instead of blocking it.
-Run run(const std::string& command) {
-  FILE* pipe = popen(("timeout 120 " + command + " 2>&1").c_str(), "r");
-  REQUIRE(pipe != nullptr);
-  std::string out;
-  char buffer[4096];
-  while (size_t n = fread(buffer, 1, sizeof buffer, pipe)) out.append(buffer, n);
-  int status = pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
+using Run = payless::testing::CommandResult;
+Run run(const std::string& command) { return payless::testing::run_command(command); }
 
 // Largest |a - b| over the model's parameters (not the optimizer's state) of two checkpoints.
 double parameter_difference(const std::string& a_path, const std::string& b_path) {

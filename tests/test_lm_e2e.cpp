@@ -15,6 +15,7 @@
 #include "models/sampling.h"
 #include "models/trainer.h"
 #include "text/lines.h"
+#include "tests/support/command.h"
 
 using namespace payless;
 namespace fs = std::filesystem;
@@ -173,20 +174,10 @@ TEST_CASE("sampling choices: greedy, top-k, temperature, specials", "[lm][sampli
 
 namespace {
 
-struct Run {
-  int status;
-  std::string output;
-};
+using Run = payless::testing::CommandResult;
 
 Run run_cli(const std::string& arguments) {
-  std::string command = std::string(PAYLESS_BINARY) + " " + arguments + " 2>&1";
-  FILE* pipe = popen(command.c_str(), "r");
-  REQUIRE(pipe != nullptr);
-  std::string out;
-  char buffer[4096];
-  while (size_t n = fread(buffer, 1, sizeof buffer, pipe)) out.append(buffer, n);
-  int status = pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+  return payless::testing::run_command(std::string(PAYLESS_BINARY) + " " + arguments);
 }
 
 }  // namespace
