@@ -13,10 +13,11 @@ namespace payless {
 void set_num_threads(int n);
 int num_threads();
 
-// Called first thing in main(): when OMP_WAIT_POLICY is not set, sets it to PASSIVE and re-runs
-// the program (execv of /proc/self/exe with the same arguments), because the OpenMP runtime reads
-// it once, when it is loaded, before main. Returns normally when the variable was already set or
-// the re-run is not possible (then the runtime's default applies). Why PASSIVE: parallel.cpp.
+// Called first thing in main(): when OMP_WAIT_POLICY or OPENBLAS_THREAD_TIMEOUT is not set, sets
+// it (PASSIVE; 4, OpenBLAS's shortest poll before its idle threads sleep) and re-runs the program
+// (execv of /proc/self/exe with the same arguments), because both runtimes read them once, when
+// they are loaded, before main. Returns normally when both were already set or the re-run is not
+// possible (then the runtimes' defaults apply). Why: parallel.cpp.
 void default_to_passive_wait_policy(char** argv);
 
 constexpr int64_t kParallelMinWork = 32768;
