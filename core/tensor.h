@@ -49,7 +49,7 @@ struct TensorImpl {
   int64_t offset = 0;  // in floats, into storage (views made by reshape/narrow along dim 0)
   Shape shape;
   bool requires_grad = false;
-  std::shared_ptr<Storage> grad;  // same numel as shape; allocated (zeroed) on first accumulation
+  std::shared_ptr<Storage> grad;  // same numel as shape; made by grad_ptr (zeroed) or grad_target
   std::string name;               // set for parameters; error messages use it
 };
 

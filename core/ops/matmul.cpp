@@ -2,8 +2,9 @@
 //
 // Forward and backward are all calls to kernels::gemm (OpenBLAS sgemm, core/kernels/matmul.h).
 // The backward passes use beta = 1, so sgemm adds straight into the gradient buffers: no
-// temporaries, and the accumulate-only contract of core/autograd.h for free. This file does no
-// threading of its own; OpenBLAS parallelises each call. Declarations: core/ops.h.
+// temporaries, and the accumulate-only contract of core/autograd.h for free; into a gradient
+// buffer that does not exist yet (Tensor::grad_target) they write with beta = 0 instead. This
+// file does no threading of its own; OpenBLAS parallelises each call. Declarations: core/ops.h.
 #include <algorithm>
 #include <string>
 
