@@ -311,7 +311,8 @@ int bench_ops(const Options& o) {
 
 namespace {
 
-std::vector<int64_t> parse_lengths(const std::string& list) {
+// A comma-separated list of positive whole numbers, for the option --`option`.
+std::vector<int64_t> parse_positive_list(const std::string& list, const char* option) {
   std::vector<int64_t> out;
   for (const std::string& item : split_list(list)) {
     try {
@@ -320,10 +321,10 @@ std::vector<int64_t> parse_lengths(const std::string& list) {
       if (used != item.size() || v <= 0) throw std::invalid_argument(item);
       out.push_back(v);
     } catch (const std::exception&) {
-      fail("bench: --lengths wants positive whole numbers separated by commas, got '", item, "'");
+      fail("bench: --", option, " wants positive whole numbers separated by commas, got '", item, "'");
     }
   }
-  if (out.empty()) fail("bench: --lengths selects nothing (got '", list, "')");
+  if (out.empty()) fail("bench: --", option, " selects nothing (got '", list, "')");
   return out;
 }
 
@@ -340,6 +341,7 @@ int run_bench(cli::Args& args) {
   o.warmup = static_cast<int>(args.get_int("warmup", -1, "untimed runs first (default: per workload)"));
   o.reps = static_cast<int>(args.get_int("reps", -1, "timed runs, the median is reported (default: per workload)"));
   const std::string lengths = args.get("lengths", "64,128,256,512,1024,2048", "layer: sequence lengths T");
+  const std::string batches = args.get("batches", "1,32", "decode: batch sizes");
   o.svg = args.get("svg", "", "layer/compare layer: write the time-vs-T chart (log-log) to this SVG file");
   o.rounds = static_cast<int>(args.get_int("rounds", 1, "compare: run each payless/PyTorch pair this many times "
                                             "(the median ratio is reported)"));
@@ -357,7 +359,8 @@ int run_bench(cli::Args& args) {
   }
   args.finish();
   if (o.threads < 1) fail("bench: --threads must be at least 1, got ", o.threads);
-  o.lengths = parse_lengths(lengths);
+  o.lengths = parse_positive_list(lengths, "lengths");
+  o.batches = parse_positive_list(batches, "batches");
   set_num_threads(o.threads);
   const std::string workload = what.empty() ? "ops" : what[0];
   if (workload != "compare" && what.size() > 1) fail("bench: only compare takes a second word, got '", what[1], "'");

@@ -110,6 +110,7 @@ struct Options {
   int reps = -1;    // < 0: the workload's default
   Selection selection;
   std::vector<int64_t> lengths;  // layer bench: T values
+  std::vector<int64_t> batches;  // decode bench: batch sizes
   std::string svg;               // layer bench: chart path, "" for none
   bool child = false;            // train: run the selected single workload in this process
   bool quiet = false;            // JSON lines only, no table

@@ -230,11 +230,13 @@ std::string child_arguments(const Options& o) {
   if (o.reps >= 0) a += " --reps " + std::to_string(o.reps);
   a += " --config " + join(o.selection.configs) + " --task " + join(o.selection.tasks) +
        " --arch " + join(o.selection.archs);
-  if (!o.lengths.empty()) {
-    std::string l;
-    for (int64_t t : o.lengths) l += (l.empty() ? "" : ",") + std::to_string(t);
-    a += " --lengths " + l;
-  }
+  auto numbers = [](const std::vector<int64_t>& v) {
+    std::string s;
+    for (int64_t x : v) s += (s.empty() ? "" : ",") + std::to_string(x);
+    return s;
+  };
+  if (!o.lengths.empty()) a += " --lengths " + numbers(o.lengths);
+  if (!o.batches.empty()) a += " --batches " + numbers(o.batches);
   return a;
 }
 

@@ -63,7 +63,7 @@ int bench_decode(const Options& o) {
     const ModelConfig config = workload_model_config(w);
     std::unique_ptr<SequenceModel> model = build_model(config, 1);
     model->eval();
-    for (int64_t B : {int64_t{1}, int64_t{32}}) {
+    for (int64_t B : o.batches) {
       std::vector<int32_t> tokens(B);
       if (w.task == "lm") {
         const Decoder& decoder = dynamic_cast<LanguageModel&>(*model).decoder;

@@ -35,6 +35,7 @@ def parse_args():
     p.add_argument("--warmup", type=int, default=-1)
     p.add_argument("--reps", type=int, default=-1)
     p.add_argument("--lengths", default="64,128,256,512,1024,2048")
+    p.add_argument("--batches", default="1,32")
     return p.parse_args()
 
 
@@ -395,7 +396,7 @@ def bench_decode():
         model = Model(c)
         model.eval()
         V = c["V"]
-        for B in (1, 32):
+        for B in [int(b) for b in ARGS.batches.split(",")]:
             src = synthetic_batch(c, B, 32, 1, 11)[0]
 
             def greedy():

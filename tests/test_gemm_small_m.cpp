@@ -78,7 +78,7 @@ TEST_CASE("gemm takes the small-M path inside its limits and stays exact on both
   // few rows with too little work. Through the public gemm, which picks the path.
   const int64_t limit = kernels::kSmallGemmMaxRows;
   const int64_t cases[][3] = {{limit - 1, 517, 129}, {limit, 517, 129}, {limit + 1, 517, 129},
-                              {1, 2100, 129}, {3, 20, 17}};
+                              {1, 2100, 129}, {3, 20, 17}, {1, 131, 129}, {1, 7, 33}};
   for (bool trans_b : {false, true})
     for (const auto& s : cases) {
       const Case c{false, trans_b, s[0], s[1], s[2]};
@@ -88,6 +88,12 @@ TEST_CASE("gemm takes the small-M path inside its limits and stays exact on both
       CHECK(mismatches(kernels::gemm, c, 1.0f, 0.0f, nan_c, 5) == 0);
       CHECK(mismatches(kernels::gemm, c, 1.0f, 1.0f, random_values(c.M * c.ldc(), 6), 5) == 0);
     }
+  // One row takes the path from kSmallGemmOneRowMinWork weights on, two rows only above
+  // kSmallGemmMinWork multiply-adds.
+  const int64_t one_row = kernels::kSmallGemmOneRowMinWork;
+  CHECK(kernels::gemm_uses_small_m_path(false, 1, one_row / 64, 64));
+  CHECK_FALSE(kernels::gemm_uses_small_m_path(false, 1, one_row / 64 - 1, 64));
+  CHECK_FALSE(kernels::gemm_uses_small_m_path(false, 2, one_row / 64, 64));
   // A transposed A (a weight gradient in training) always goes to sgemm, whatever its size.
   for (const auto& s : cases) CHECK_FALSE(kernels::gemm_uses_small_m_path(true, s[0], s[1], s[2]));
 }

@@ -24,7 +24,8 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alp
           int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
 
 // Where gemm takes the small-M path: A stored untransposed, M <= kSmallGemmMaxRows and
-// M·N·K > kSmallGemmMinWork. A transposed A is a training weight gradient (dYᵀ·X, K = the batch's
+// M·N·K > kSmallGemmMinWork, or a single row (M = 1) against at least kSmallGemmOneRowMinWork
+// weights. A transposed A is a training weight gradient (dYᵀ·X, K = the batch's
 // rows), where sgemm was 2.6-6.6x faster at 64-128 rows and K = 4096 (the strided copy of A and
 // a k loop that long do not suit the path); decoding never transposes A.
 // Both from timings of both paths on Zen 4 at the decoding shapes (docs/benchmarks.md, "Small-M
@@ -32,9 +33,13 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alp
 // shape of small and iwslt (beam 4 at batch 32), from as fast (1024 x 512 at one row) to 5.5x
 // faster (10000 x 512 at one row) at 1-32 rows; larger M is training, where sgemm runs at 84-90%
 // of the FMA peak. At or below 2^18 multiply-adds OpenBLAS runs its own small-matrix kernels,
-// without packing, as fast (and faster within a decoding step, measured).
+// without packing, as fast (and faster within a decoding step, measured), except for one row:
+// there the small-M path reads B as one forward stream (see dot_tile), and taking the 512 x 512
+// projections of a one-token iwslt step from OpenBLAS's small kernels cut the Transformer's
+// greedy step by 12-25% (interleaved A/B, `bench decode --batches 1`).
 constexpr int64_t kSmallGemmMaxRows = 128;
 constexpr int64_t kSmallGemmMinWork = int64_t{1} << 18;
+constexpr int64_t kSmallGemmOneRowMinWork = int64_t{1} << 14;
 // Multiply-adds from which the small-M path splits the columns over the threads. Below it waking
 // the second thread costs more than it saves: a 2^18 product split over two threads took 40 µs
 // on the loaded machine, against 5 µs on one. Not tuned on a quiet machine, where it could be
