@@ -1,6 +1,9 @@
 // Tensor creation, storage and gradient buffers (see core/tensor.h), and the RNG fills.
 #include "core/tensor.h"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <cmath>
 #include <cstdlib>
 #include <algorithm>
@@ -63,6 +66,16 @@ class BufferCache {
 #endif
     std::free(p);
   }
+  // Frees a buffer for good, bypassing the cache (its memory has moved elsewhere).
+  void release(float* p, int64_t size) {
+#ifndef PAYLESS_NO_BUFFER_CACHE
+    std::lock_guard<std::mutex> lock(mutex_);
+    stats_.live_bytes -= size_class_bytes(size);
+#else
+    (void)size;
+#endif
+    std::free(p);
+  }
   BufferCacheStats stats() {
     std::lock_guard<std::mutex> lock(mutex_);
     return stats_;
@@ -94,7 +107,63 @@ size_t size_class_bytes(int64_t size) {
 BufferCacheStats buffer_cache_stats() { return buffer_cache().stats(); }
 
 Storage::Storage(int64_t n) : data(buffer_cache().take(n)), size(n) {}
-Storage::~Storage() { buffer_cache().give_back(data, size); }
+Storage::~Storage() {
+  if (!block) buffer_cache().give_back(data, size);
+}
+
+namespace {
+
+constexpr size_t kHugePage = size_t(2) << 20;
+
+// `bytes` of zeroed memory at a 2 MiB boundary, marked for 2 MiB pages, freed by the deleter.
+// mmap gives 4 KiB alignment only: map 2 MiB more and unmap the ends. Where the kernel does not
+// do transparent huge pages, madvise fails and the block is an ordinary one: no error.
+std::shared_ptr<void> map_huge_block(size_t bytes) {
+  const size_t length = (bytes + kHugePage - 1) / kHugePage * kHugePage;
+  void* raw = mmap(nullptr, length + kHugePage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (raw == MAP_FAILED) fail("out of memory allocating a block of ", bytes, " bytes for parameters");
+  const uintptr_t start = reinterpret_cast<uintptr_t>(raw);
+  const uintptr_t aligned = (start + kHugePage - 1) / kHugePage * kHugePage;
+  if (aligned > start) munmap(raw, aligned - start);
+  const uintptr_t end = start + length + kHugePage, used_end = aligned + length;
+  if (end > used_end) munmap(reinterpret_cast<void*>(used_end), end - used_end);
+  void* p = reinterpret_cast<void*>(aligned);
+#ifdef MADV_HUGEPAGE
+  madvise(p, length, MADV_HUGEPAGE);
+#endif
+  return std::shared_ptr<void>(p, [length](void* q) { munmap(q, length); });
+}
+
+}  // namespace
+
+size_t pack_storages(const std::vector<Tensor>& tensors) {
+  // Each storage once, in order of first appearance; 64-byte aligned slices.
+  std::vector<Storage*> storages;
+  std::vector<size_t> offsets;
+  size_t bytes = 0;
+  for (const Tensor& t : tensors) {
+    if (!t.defined()) continue;
+    Storage* s = t.impl().storage.get();
+    if (std::find(storages.begin(), storages.end(), s) != storages.end()) continue;
+    storages.push_back(s);
+    offsets.push_back(bytes);
+    bytes += (static_cast<size_t>(std::max<int64_t>(s->size, 1)) * sizeof(float) + 63) / 64 * 64;
+  }
+  if (storages.empty()) return 0;
+  std::shared_ptr<void> block = map_huge_block(bytes);
+  char* base = static_cast<char*>(block.get());
+  for (size_t i = 0; i < storages.size(); ++i) {
+    Storage* s = storages[i];
+    float* moved = reinterpret_cast<float*>(base + offsets[i]);
+    std::memcpy(moved, s->data, sizeof(float) * static_cast<size_t>(s->size));
+    if (!s->block) buffer_cache().release(s->data, s->size);
+    s->data = moved;
+    s->block = block;  // a storage already in a block lets go of it here; the block lives on
+  }                    // while any of its storages does
+  return bytes;
+}
+
+bool in_packed_block(const Tensor& t) { return t.defined() && t.impl().storage->block != nullptr; }
 
 TensorImpl& Tensor::impl() const {
   if (!impl_) fail("use of an undefined tensor");

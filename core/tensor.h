@@ -22,6 +22,8 @@ namespace payless {
 
 // A 64-byte aligned float buffer. Freed buffers go back to a cache keyed by size class (see
 // tensor.cpp), because a training step allocates the same activation sizes over and over.
+// pack_storages() may move the buffer into a shared block: `data` then points into the block,
+// `block` keeps it alive, and the destructor leaves the memory to the block.
 struct Storage {
   explicit Storage(int64_t size);
   ~Storage();
@@ -29,6 +31,7 @@ struct Storage {
   Storage& operator=(const Storage&) = delete;
   float* data;
   int64_t size;
+  std::shared_ptr<void> block;  // set by pack_storages; empty for a buffer of its own
 };
 
 // The bytes a buffer of `size` floats really occupies: the size rounded up to its class (at most
@@ -119,6 +122,19 @@ class Tensor {
  private:
   std::shared_ptr<TensorImpl> impl_;
 };
+
+// Moves the storages of `tensors` (each once, in the order given; tied tensors share one) into a
+// single contiguous block of memory that asks the kernel for 2 MiB pages (madvise
+// MADV_HUGEPAGE), and frees their old buffers. Values, shapes and views stay as they were: every
+// tensor sharing a moved Storage sees the new place. For a model's parameters (Module::
+// pack_parameters), so that a decoding step, which reads every weight once, streams one region
+// with 512 times fewer TLB entries: 70 MB of weights read at 37 GB/s on 2 MiB pages against
+// 19 GB/s on 4 KiB pages, one core (docs/benchmarks.md). No raw pointer into the old buffers may
+// be held across the call. Returns the bytes packed.
+size_t pack_storages(const std::vector<Tensor>& tensors);
+
+// True when `t`'s storage lives in a block made by pack_storages.
+bool in_packed_block(const Tensor& t);
 
 // Token ids (int32): what embeddings gather and losses compare against. Not differentiable, so
 // they need none of Tensor's machinery.

@@ -48,6 +48,8 @@ int64_t Module::num_parameters() const {
   return n;
 }
 
+void Module::pack_parameters() { pack_storages(parameters()); }
+
 void Module::name_parameters(const std::string& prefix) {
   for (auto& [name, t] : named_parameters()) t.set_name(prefix + name);
 }

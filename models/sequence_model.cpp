@@ -14,12 +14,17 @@ CrossEntropyResult SequenceModel::loss(const Batch& batch, float smoothing, Smoo
 std::unique_ptr<SequenceModel> build_model(const ModelConfig& config, uint64_t seed) {
   validate(config, "model config");
   Rng rng(seed);
+  std::unique_ptr<SequenceModel> model;
   if (config.task == "lm") {
     if (config.target_vocab <= 0) fail("model config: target_vocab is not set (prepare the data first)");
-    return std::make_unique<LanguageModel>(config, rng);
+    model = std::make_unique<LanguageModel>(config, rng);
+  } else if (config.task == "translation") {
+    model = std::make_unique<TranslationModel>(config, rng);
+  } else {
+    fail("model config: task '", config.task, "' has no model builder");
   }
-  if (config.task == "translation") return std::make_unique<TranslationModel>(config, rng);
-  fail("model config: task '", config.task, "' has no model builder");
+  model->pack_parameters();
+  return model;
 }
 
 namespace {
