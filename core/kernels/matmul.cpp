@@ -85,23 +85,19 @@ __attribute__((always_inline)) inline __m512 sum_lanes_16(const __m512 v[16]) {
 }
 
 // The 16 dot products of rows a[0..MR) with rows b[0..NR): lane i·NR + j = a[i] · b[j].
-// The k loop runs NR / P times, each time over P rows of b (P = kRowsPerPass<MR>).
-//   MR = 1 (one token, greedy at batch 1): P = 1, the rows of b are read one after the other,
-//     each from start to end, with a software prefetch 256 bytes ahead. This is the shape of a
-//     decoding step, where b is a weight matrix bigger than the caches and the product is only as
-//     fast as memory delivers it. Reading one row at a time was 2.1x as fast as four interleaved
-//     rows on 70 MB of decoder weights (37 against 17 GB/s, 2 MB pages), and the prefetch took it
-//     to 44 GB/s: one forward stream is what the hardware prefetchers follow best.
-//   MR = 2, 4: P = 4. With the rows of A in cache the tile is bound by loads: one b vector feeds
-//     MR FMAs per row, four rows of b at once feed 4·MR from MR + 4 loads.
+// The k loop runs NR / P times, each time over P rows of b.
+//   P = 1, for products of at most 4 rows (a decoding step at batch 1, greedy or beam 4): the
+//     rows of b are read one after the other, each from start to end, with a software prefetch
+//     256 bytes ahead. There b is a weight matrix that has to come from memory, and the product
+//     is only as fast as memory delivers it: one row at a time read 70 MB of decoder weights at
+//     37 GB/s, four interleaved rows at 17 GB/s (one core, 2 MiB pages), and the prefetch took
+//     the first to 44 GB/s. One forward stream is what the hardware prefetchers follow best.
+//   P = 4, for more rows: with the rows of A in cache the tile is bound by loads, and four rows
+//     of b at once feed 4·MR FMAs from MR + 4 loads (one row: MR FMAs from MR + 1).
 // (16 rows 4 KB apart, K = 1024, all fall in the same L1 set and evict each other's prefetched
 // lines: the 1 x 16 tile as 16 interleaved rows ran at half the speed of two rows of A.)
-template <int MR>
-constexpr int kRowsPerPass = MR == 1 ? 1 : 4;
-
-template <int MR, int NR>
+template <int MR, int NR, int P>
 __m512 dot_tile(const float* const* a, const float* const* b, int64_t K) {
-  constexpr int P = kRowsPerPass<MR>;
   static_assert(MR * NR == 16 && NR % P == 0, "a tile is 16 dot products, P rows of b at a time");
   constexpr int64_t kPrefetchFloats = 64;  // 256 bytes ahead
   __m512 acc[16];
@@ -201,27 +197,34 @@ inline void store_tile(__m512 dots, float* C, int64_t ldc, int64_t cols, float a
 
 // Columns [j0, j0 + cols) of C (cols <= 16) for all M rows. b[0..16) are the B rows of those
 // columns (the ones past `cols` repeat the last real row; computed, never stored).
-void nt_column_block(int64_t M, int64_t K, float alpha, const float* A, int64_t lda,
-                     const float* const* b, float beta, float* C, int64_t ldc, int64_t j0, int64_t cols) {
+template <int P>
+void nt_rows(int64_t M, int64_t K, float alpha, const float* A, int64_t lda, const float* const* b,
+             float beta, float* C, int64_t ldc, int64_t j0, int64_t cols) {
   const float* a[4];
   int64_t i = 0;
   for (; i + 4 <= M; i += 4) {
     for (int r = 0; r < 4; ++r) a[r] = A + (i + r) * lda;
     for (int64_t jj = 0; jj < cols; jj += 4)
-      store_tile<4, 4>(dot_tile<4, 4>(a, b + jj, K), C + i * ldc + j0 + jj, ldc,
+      store_tile<4, 4>(dot_tile<4, 4, P>(a, b + jj, K), C + i * ldc + j0 + jj, ldc,
                        std::min<int64_t>(4, cols - jj), alpha, beta);
   }
   if (M - i >= 2) {
     for (int r = 0; r < 2; ++r) a[r] = A + (i + r) * lda;
     for (int64_t jj = 0; jj < cols; jj += 8)
-      store_tile<2, 8>(dot_tile<2, 8>(a, b + jj, K), C + i * ldc + j0 + jj, ldc,
+      store_tile<2, 8>(dot_tile<2, 8, P>(a, b + jj, K), C + i * ldc + j0 + jj, ldc,
                        std::min<int64_t>(8, cols - jj), alpha, beta);
     i += 2;
   }
   if (M - i == 1) {
     a[0] = A + i * lda;
-    store_tile<1, 16>(dot_tile<1, 16>(a, b, K), C + i * ldc + j0, ldc, cols, alpha, beta);
+    store_tile<1, 16>(dot_tile<1, 16, P>(a, b, K), C + i * ldc + j0, ldc, cols, alpha, beta);
   }
+}
+
+void nt_column_block(int64_t M, int64_t K, float alpha, const float* A, int64_t lda,
+                     const float* const* b, float beta, float* C, int64_t ldc, int64_t j0, int64_t cols) {
+  if (M <= 4) nt_rows<1>(M, K, alpha, A, lda, b, beta, C, ldc, j0, cols);
+  else nt_rows<4>(M, K, alpha, A, lda, b, beta, C, ldc, j0, cols);
 }
 
 // ---- C = alpha · A · B + beta · C with B stored (K, N): row i of C is Σ_k A[i, k] · B[k, :].
