@@ -7,7 +7,7 @@
 // so that an untrained model's random choices do not change the amount of work. Beam search runs
 // with min_len = max_len = 50: </s> is forbidden for 50 steps and forced at the 51st, so it too
 // does a fixed 51 steps. Sentences/s = batch / total time (encoder included); ms/step = total time
-// / steps. Definitions: docs/benchmarks.md; the PyTorch twin: bench/torch_reference.py.
+// / steps. Greedy mt rows also give ms_encode, the encoder's time alone (median of its own runs). Definitions: docs/benchmarks.md; the PyTorch twin: bench/torch_reference.py.
 #include <cstdio>
 #include <limits>
 
@@ -86,7 +86,10 @@ int bench_decode(const Options& o) {
         for (int64_t i = 0; i < kDecodeTokens; ++i)
           argmax_rows(mt.decoder.step(tokens, encoded.out, encoded.padding_mask, state), tokens);
       });
+      // The encoder's share of the greedy time, for comparisons of the steps alone.
+      const double encode = median_seconds(warmup, reps, [&] { mt.encode(source); });
       rows.push_back(decode_line(w, o, "greedy", B, 1, kDecodeTokens, greedy, warmup, reps));
+      rows.back()["ms_encode"] = encode * 1e3;
       emit(rows.back());
       BeamSearchOptions beam;
       beam.beam = 4;
