@@ -2,7 +2,6 @@
 #include "core/tensor.h"
 
 #include <sys/mman.h>
-#include <unistd.h>
 
 #include <cmath>
 #include <cstdlib>

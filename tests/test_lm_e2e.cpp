@@ -16,6 +16,7 @@
 #include "models/trainer.h"
 #include "text/lines.h"
 #include "tests/support/command.h"
+#include "tests/support/tiny_models.h"
 
 using namespace payless;
 namespace fs = std::filesystem;
@@ -126,14 +127,7 @@ TEST_CASE("a tiny language model trained on real text beats the unigram baseline
 TEST_CASE("incremental sampling equals full-forward sampling for every block type", "[lm][sampling]") {
   for (const std::string block : {"dynamic", "lightweight", "transformer"}) {
     INFO(block);
-    ModelConfig config = model_preset(block == "transformer" ? "lm_transformer_small" : "lm_dynamic_small");
-    config.decoder.block = block;
-    config.decoder.embed_dim = 16;
-    config.decoder.ffn_dim = 32;
-    config.decoder.layers = 2;
-    config.decoder.heads = 2;
-    config.decoder.kernel_sizes = {5};
-    config.target_vocab = 40;
+    const ModelConfig config = testing::tiny_lm_config(block, 40, {5});
     auto model = build_model(config, 5);
     auto* lm = dynamic_cast<LanguageModel*>(model.get());
     lm->eval();

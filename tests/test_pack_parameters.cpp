@@ -10,6 +10,7 @@
 #include "core/rng.h"
 #include "models/language_model.h"
 #include "models/sequence_model.h"
+#include "tests/support/tiny_models.h"
 
 using namespace payless;
 
@@ -27,18 +28,6 @@ bool same_values(const Tensor& t, float start) {
   return true;
 }
 
-ModelConfig tiny_lm() {
-  ModelConfig c = model_preset("lm_dynamic_small");
-  c.decoder.embed_dim = 16;
-  c.decoder.ffn_dim = 32;
-  c.decoder.layers = 2;
-  c.decoder.heads = 2;
-  c.decoder.kernel_sizes = {3};
-  c.dropout = 0.1f;
-  c.weight_dropout = 0.1f;
-  c.target_vocab = 40;
-  return c;
-}
 
 }  // namespace
 
@@ -82,7 +71,9 @@ TEST_CASE("pack_storages keeps values, views and ties, and lays the storages out
 
 TEST_CASE("a packed model computes the same loss and gradients as an unpacked one",
           "[memory][pack]") {
-  const ModelConfig config = tiny_lm();
+  ModelConfig config = testing::tiny_lm_config("dynamic", 40);
+  config.dropout = 0.1f;
+  config.weight_dropout = 0.1f;
   std::unique_ptr<SequenceModel> packed = build_model(config, 7);
   Rng rng(7);  // build_model's initialisation, without the packing
   LanguageModel plain(config, rng);

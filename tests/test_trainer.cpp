@@ -13,6 +13,7 @@
 #include "core/serialize.h"
 #include "models/language_model.h"
 #include "models/trainer.h"
+#include "tests/support/tiny_models.h"
 
 using namespace payless;
 namespace fs = std::filesystem;
@@ -55,16 +56,9 @@ class CountingSource : public BatchSource {
 };
 
 ModelConfig tiny_lm(const std::string& block) {
-  ModelConfig c = model_preset(block == "transformer" ? "lm_transformer_small" : "lm_dynamic_small");
-  c.decoder.block = block;
-  c.decoder.embed_dim = 16;
-  c.decoder.ffn_dim = 32;
-  c.decoder.layers = 2;
-  c.decoder.heads = 2;
-  c.decoder.kernel_sizes = {3};
+  ModelConfig c = testing::tiny_lm_config(block, kVocab);
   c.dropout = 0.1f;
   c.weight_dropout = 0.1f;
-  c.target_vocab = kVocab;
   return c;
 }
 
