@@ -87,9 +87,10 @@ double measure_fma_peak_gflops(int threads) {
 }
 
 // STREAM-like bandwidth over arrays far larger than the caches (3 × 128 MB tensors, which are on
-// 2 MiB pages like every tensor buffer from 2 MiB up), with the given threads. Bytes counted as STREAM does: copy moves 2 arrays (read a, write c), triad 3
-// (read b, c, write a); no write-allocate traffic. This is measurement code, not an engine kernel,
-// so it carries its own OpenMP loops.
+// 2 MiB pages like every tensor buffer from 2 MiB up), with the given threads. Bytes counted as
+// STREAM does: copy moves 2 arrays (read a, write c), triad 3 (read b, c, write a); no
+// write-allocate traffic. This is measurement code, not an engine kernel, so it carries its own
+// OpenMP loops.
 // Read: the sum of the 128 MB array, the access of a batch-1 decoding step (every weight read
 // once, little written), once on ordinary 4 KiB pages and once on 2 MiB pages, where a built
 // model's parameters live (pack_storages): on this machine the second reads about 1.6x as fast.

@@ -50,12 +50,14 @@ constexpr size_t kHugeBufferBytes = kHugePage;
 constexpr size_t kHugeBufferBytes = ~size_t(0);
 #endif
 
+size_t whole_pages(size_t bytes) { return (bytes + 4095) / 4096 * 4096; }
+
 float* allocate_buffer(size_t bytes) {  // bytes: a size class (size_class_bytes)
-  void* p = bytes >= kHugeBufferBytes ? map_huge((bytes + 4095) / 4096 * 4096) : std::aligned_alloc(64, bytes);
+  void* p = bytes >= kHugeBufferBytes ? map_huge(whole_pages(bytes)) : std::aligned_alloc(64, bytes);
   return static_cast<float*>(p);
 }
 void free_buffer(float* p, size_t bytes) {
-  if (bytes >= kHugeBufferBytes) munmap(p, (bytes + 4095) / 4096 * 4096);
+  if (bytes >= kHugeBufferBytes) munmap(p, whole_pages(bytes));
   else std::free(p);
 }
 
@@ -156,7 +158,7 @@ namespace {
 
 // A block for pack_storages, unmapped when the last storage in it goes.
 std::shared_ptr<void> map_huge_block(size_t bytes) {
-  const size_t length = (bytes + 4095) / 4096 * 4096;
+  const size_t length = whole_pages(bytes);
   void* p = map_huge(length);
   if (!p) fail("out of memory allocating a block of ", bytes, " bytes for parameters");
   return std::shared_ptr<void>(p, [length](void* q) { munmap(q, length); });

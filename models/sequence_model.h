@@ -41,7 +41,8 @@ class SequenceModel : public Module {
 };
 
 // Builds the model a config describes (a LanguageModel for task "lm", an encoder-decoder for
-// "translation"), initialised from `seed`, its parameters packed into one block (Module::pack_parameters).
+// "translation"), initialised from `seed`, its parameters packed into one block
+// (Module::pack_parameters).
 std::unique_ptr<SequenceModel> build_model(const ModelConfig& config, uint64_t seed);
 
 // What build_model(config, seed)->num_parameters() returns, counted from the config alone (the
