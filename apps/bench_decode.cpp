@@ -7,7 +7,8 @@
 // so that an untrained model's random choices do not change the amount of work. Beam search runs
 // with min_len = max_len = 50: </s> is forbidden for 50 steps and forced at the 51st, so it too
 // does a fixed 51 steps. Sentences/s = batch / total time (encoder included); ms/step = total time
-// / steps. Greedy mt rows also give ms_encode, the encoder's time alone (median of its own runs). Definitions: docs/benchmarks.md; the PyTorch twin: bench/torch_reference.py.
+// / steps. Greedy mt rows also give ms_encode, the encoder's time alone (median of its own runs).
+// Definitions: docs/benchmarks.md; the PyTorch twin: bench/torch_reference.py.
 #include <cstdio>
 #include <limits>
 
