@@ -221,9 +221,12 @@ void nt_rows(int64_t M, int64_t K, float alpha, const float* A, int64_t lda, con
   }
 }
 
+// Products of up to this many rows read B one row at a time (P = 1 in dot_tile).
+constexpr int64_t kStreamMaxRows = 4;
+
 void nt_column_block(int64_t M, int64_t K, float alpha, const float* A, int64_t lda,
                      const float* const* b, float beta, float* C, int64_t ldc, int64_t j0, int64_t cols) {
-  if (M <= 4) nt_rows<1>(M, K, alpha, A, lda, b, beta, C, ldc, j0, cols);
+  if (M <= kStreamMaxRows) nt_rows<1>(M, K, alpha, A, lda, b, beta, C, ldc, j0, cols);
   else nt_rows<4>(M, K, alpha, A, lda, b, beta, C, ldc, j0, cols);
 }
 
