@@ -1,14 +1,16 @@
 // See layers/attention.h. Ops from core/ops.h, the heavy lifting being the batched matmul; the
-// one exception is the incremental encoder-decoder attention (attend_shared_source), which reads
-// the cached source through a row map and so calls the gemm and softmax kernels on raw rows.
+// exception is a decoding step's attention over its cache (attend_cache), one fused kernel on raw
+// rows (core/kernels/attention.h) that reads the cache in place, through a row map for beams.
 #include "layers/attention.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "core/autograd.h"
 #include "core/error.h"
-#include "core/kernels/matmul.h"
-#include "core/kernels/softmax.h"
+#include "core/kernels/attention.h"
+#include "core/kernels/copy.h"
 #include "core/ops.h"
 #include "layers/incremental.h"
 
@@ -34,20 +36,67 @@ Tensor future_mask(int64_t T, int64_t S) {
 
 // ---- AttentionCache
 
+namespace {
+
+constexpr int64_t kMinCacheCapacity = 32;  // positions; doubled when full
+
+// Whether another handle, or a view, shares this tensor's buffer.
+bool shared(const Tensor& t) { return t.use_count() > 1 || t.impl().storage.use_count() > 1; }
+
+// x (B, capacity, C) -> (order.size(), capacity', C) with row i = the first `filled` positions of
+// row order[i] of x.
+Tensor gather_filled(const Tensor& x, const std::vector<int64_t>& order, int64_t filled, int64_t capacity) {
+  const int64_t C = x.size(2), old_capacity = x.size(1);
+  Tensor out = Tensor::empty({static_cast<int64_t>(order.size()), capacity, C});
+  for (size_t i = 0; i < order.size(); ++i)
+    std::memcpy(out.data() + static_cast<int64_t>(i) * capacity * C, x.data() + order[i] * old_capacity * C,
+                sizeof(float) * filled * C);
+  return out;
+}
+
+std::vector<int64_t> identity_order(int64_t n) {
+  std::vector<int64_t> order(n);
+  for (int64_t i = 0; i < n; ++i) order[i] = i;
+  return order;
+}
+
+}  // namespace
+
+void AttentionCache::append(const Tensor& k, const Tensor& v) {
+  const int64_t B = k.size(0), T = k.size(1), C = k.size(2);
+  const int64_t capacity = empty() ? 0 : keys.size(1);
+  if (empty() || filled + T > capacity || shared(keys) || shared(values)) {
+    const int64_t grown = filled + T > capacity ? std::max({filled + T, 2 * capacity, kMinCacheCapacity}) : capacity;
+    if (empty()) {
+      keys = Tensor::empty({B, grown, C});
+      values = Tensor::empty({B, grown, C});
+    } else {
+      keys = gather_filled(keys, identity_order(B), filled, grown);
+      values = gather_filled(values, identity_order(B), filled, grown);
+    }
+  }
+  const int64_t stride = keys.size(1) * C;  // floats from one batch row to the next
+  kernels::copy_rows(k.data(), T * C, keys.data() + filled * C, stride, B, T * C);
+  kernels::copy_rows(v.data(), T * C, values.data() + filled * C, stride, B, T * C);
+  filled += T;
+}
+
 void AttentionCache::reorder(const std::vector<int64_t>& order) {
   if (!empty() && !shared_source) {
-    keys = reorder_batch(keys, order);
-    values = reorder_batch(values, order);
-    key_padding_mask = reorder_batch(key_padding_mask, order);
+    for (int64_t i : order)
+      if (i < 0 || i >= batch())
+        fail("AttentionCache::reorder: index ", i, " is outside the batch of ", batch(), " rows");
+    keys = gather_filled(keys, order, filled, keys.size(1));
+    values = gather_filled(values, order, filled, values.size(1));
     return;
   }
   // rows' = rows ∘ order. Before the first step the batch size is not known yet: the indices
   // are checked against encoder_out when the cache is filled.
-  const int64_t batch = rows.empty() ? (empty() ? -1 : keys.size(0)) : static_cast<int64_t>(rows.size());
+  const int64_t rows_now = rows.empty() ? (empty() ? -1 : batch()) : static_cast<int64_t>(rows.size());
   std::vector<int64_t> composed(order.size());
   for (size_t i = 0; i < order.size(); ++i) {
-    if (order[i] < 0 || (batch >= 0 && order[i] >= batch))
-      fail("AttentionCache::reorder: index ", order[i], " is outside the batch of ", batch, " rows");
+    if (order[i] < 0 || (rows_now >= 0 && order[i] >= rows_now))
+      fail("AttentionCache::reorder: index ", order[i], " is outside the batch of ", rows_now, " rows");
     composed[i] = rows.empty() ? order[i] : rows[order[i]];
   }
   rows = std::move(composed);
@@ -55,16 +104,11 @@ void AttentionCache::reorder(const std::vector<int64_t>& order) {
 
 void AttentionCache::trim(int64_t length) {
   if (empty()) return;
-  if (length < 0 || length > keys.size(2))
-    fail("AttentionCache::trim: length ", length, " is outside [0, ", keys.size(2), "]");
-  if (length == 0) {
-    clear();
-    return;
-  }
-  NoGrad no_grad;
-  keys = narrow(keys, 2, 0, length);
-  values = narrow(values, 2, 0, length);
-  if (key_padding_mask.defined()) key_padding_mask = narrow(key_padding_mask, 1, 0, length);
+  if (shared_source) fail("AttentionCache::trim: an encoder-decoder cache holds the whole source");
+  if (length < 0 || length > filled)
+    fail("AttentionCache::trim: length ", length, " is outside [0, ", filled, "]");
+  if (length == 0) clear();
+  else filled = length;  // later steps overwrite the positions behind
 }
 
 // ---- MultiheadAttention
@@ -150,16 +194,18 @@ Tensor MultiheadAttention::forward(const Tensor& query, const Tensor& key, const
 Tensor MultiheadAttention::step_self_attention(const Tensor& x, AttentionCache& cache) const {
   NoGrad no_grad;
   check_input("step input", x);
-  if (!cache.empty() && (cache.keys.size(0) != x.size(0) || cache.key_padding_mask.defined()))
+  if (!cache.empty() && (cache.batch() != x.size(0) || cache.shared_source))
     fail("MultiheadAttention: self-attention cache holds ", cache.keys.describe(),
-         " (with a padding mask: ", cache.key_padding_mask.defined(), "), which does not fit step input ",
+         " (filled by encoder attention: ", cache.shared_source, "), which does not fit step input ",
          x.describe(), "; was it filled by encoder attention or not reordered?");
-  Tensor k = split_heads(k_proj.forward(x));  // (B, H, T', D)
-  Tensor v = split_heads(v_proj.forward(x));
   if (cache.empty()) cache.rows.clear();  // reorders before the first step change nothing here
-  cache.keys = cache.empty() ? k : concat({cache.keys, k}, 2);  // (B, H, L, D)
-  cache.values = cache.values.defined() ? concat({cache.values, v}, 2) : v;
-  return attend(project_query(x), cache.keys, cache.values, Tensor(), /*causal=*/true);
+  cache.append(k_proj.forward(x), v_proj.forward(x));  // (B, T', C) each
+  if (is_training() && attention_dropout > 0.0f) {
+    // Dropout on the probabilities goes through the general path.
+    return attend(project_query(x), split_heads(narrow(cache.keys, 1, 0, cache.filled)),
+                  split_heads(narrow(cache.values, 1, 0, cache.filled)), Tensor(), /*causal=*/true);
+  }
+  return attend_cache(x, cache, /*causal=*/true);
 }
 
 Tensor MultiheadAttention::step_encoder_attention(const Tensor& x, const Tensor& encoder_out,
@@ -182,73 +228,52 @@ Tensor MultiheadAttention::step_encoder_attention(const Tensor& x, const Tensor&
         fail("MultiheadAttention: a reorder before the first step picked row ", r,
              " of encoder_out ", encoder_out.describe(), " (pass the encoder output unreordered)");
     // One projection per source sentence, not per hypothesis.
-    cache.keys = split_heads(k_proj.forward(encoder_out));    // (B0, H, S, D)
-    cache.values = split_heads(v_proj.forward(encoder_out));  // (B0, H, S, D)
-    cache.key_padding_mask = encoder_padding_mask;            // (B0, S) or undefined
+    cache.keys = k_proj.forward(encoder_out);    // (B0, S, C)
+    cache.values = v_proj.forward(encoder_out);  // (B0, S, C)
+    cache.filled = encoder_out.size(1);
+    cache.key_padding_mask = encoder_padding_mask;  // (B0, S) or undefined
     cache.shared_source = true;
-  } else if ((cache.rows.empty() ? cache.keys.size(0) : static_cast<int64_t>(cache.rows.size())) != N) {
+  } else if ((cache.rows.empty() ? cache.batch() : static_cast<int64_t>(cache.rows.size())) != N) {
     fail("MultiheadAttention: encoder-attention cache has batch ",
-         cache.rows.empty() ? cache.keys.size(0) : static_cast<int64_t>(cache.rows.size()),
+         cache.rows.empty() ? cache.batch() : static_cast<int64_t>(cache.rows.size()),
          " but the step input is ", x.describe(), "; reorder the cache with the beams");
   }
   if (cache.key_padding_mask.defined() &&
-      cache.key_padding_mask.shape() != Shape{cache.keys.size(0), cache.keys.size(2)})
+      cache.key_padding_mask.shape() != Shape{cache.batch(), cache.filled})
     fail("MultiheadAttention: key_padding_mask ", cache.key_padding_mask.describe(), " must be (B, S) = [",
-         cache.keys.size(0), ", ", cache.keys.size(2), "]");
+         cache.batch(), ", ", cache.filled, "]");
   if (is_training() && attention_dropout > 0.0f) {
     // Dropout on the probabilities goes through the general path, on copied rows.
-    AttentionCache copy = cache;
-    if (!copy.rows.empty()) {
-      copy.keys = reorder_batch(copy.keys, copy.rows);
-      copy.values = reorder_batch(copy.values, copy.rows);
-      copy.key_padding_mask = reorder_batch(copy.key_padding_mask, copy.rows);
-    }
-    return attend(project_query(x), copy.keys, copy.values, copy.key_padding_mask, false);
+    const std::vector<int64_t>& rows = cache.rows;
+    auto row_copy = [&](const Tensor& t) { return rows.empty() ? t : reorder_batch(t, rows); };
+    return attend(project_query(x), split_heads(row_copy(cache.keys)), split_heads(row_copy(cache.values)),
+                  row_copy(cache.key_padding_mask), false);
   }
-  return attend_shared_source(x, cache);
+  return attend_cache(x, cache, /*causal=*/false);
 }
 
-Tensor MultiheadAttention::attend_shared_source(const Tensor& x, const AttentionCache& cache) const {
-  const int64_t N = x.size(0), T = x.size(1), C = embed_dim, H = num_heads, D = head_dim;
-  const int64_t S = cache.keys.size(2);
-  // q (N, T, C), scaled, head h in channels [h·D, (h+1)·D): heads stay interleaved, the gemm
-  // calls below read them with row stride C.
-  Tensor q = scale(q_proj.forward(x), 1.0f / std::sqrt(static_cast<float>(D)));
-  Tensor merged = Tensor::empty({N, T, C});  // (N, T, C), head-major channels as attend() merges
-  const float *pq = q.data(), *pk = cache.keys.data(), *pv = cache.values.data();
-  const float* mask = cache.key_padding_mask.defined() ? cache.key_padding_mask.data() : nullptr;
-  float* out = merged.data();
-  auto row_of = [&](int64_t n) { return cache.rows.empty() ? n : cache.rows[n]; };
-  // Consecutive hypotheses of the same sentence (the beams of one sentence) form one product:
-  // their T·count query rows against the sentence's S keys, per head. Scores of every head and
-  // hypothesis go to one (H, N·T, S) buffer, so that the softmax is one call per step, not one per
-  // (hypothesis, head): at batch 32 those calls were a fifth of a tiny model's step.
-  std::vector<int64_t> group_start;  // hypotheses [group_start[g], group_start[g + 1]) share a row
-  for (int64_t n = 0; n < N; ++n)
-    if (n == 0 || row_of(n) != row_of(n - 1)) group_start.push_back(n);
-  group_start.push_back(N);
-  std::vector<float> scores(H * N * T * S), probs(H * N * T * S);  // (H, N·T, S)
-  for (size_t g = 0; g + 1 < group_start.size(); ++g) {
-    const int64_t n0 = group_start[g], R = (group_start[g + 1] - n0) * T, r = row_of(n0);
-    for (int64_t h = 0; h < H; ++h) {
-      float* sc = scores.data() + (h * N * T + n0 * T) * S;  // (R, S)
-      // scores = q_h · k_hᵀ, k_h (S, D) of sentence r
-      kernels::gemm(false, true, R, S, D, 1.0f, pq + n0 * T * C + h * D, C,
-                    pk + (r * H + h) * S * D, D, 0.0f, sc, S);
-      if (mask)
-        for (int64_t i = 0; i < R; ++i)
-          for (int64_t s = 0; s < S; ++s)
-            if (mask[r * S + s] != 0.0f) sc[i * S + s] = kMaskedScore;
-    }
+Tensor MultiheadAttention::attend_cache(const Tensor& x, const AttentionCache& cache, bool causal) const {
+  const int64_t N = x.size(0), T = x.size(1);
+  Tensor q = scale(q_proj.forward(x), 1.0f / std::sqrt(static_cast<float>(head_dim)));  // (N, T', C)
+  Tensor merged = Tensor::empty({N, T, embed_dim});  // (N, T', C), head-major channels as attend() merges
+  kernels::CachedAttention a;
+  a.rows = N;
+  a.queries = T;
+  a.heads = num_heads;
+  a.head_dim = head_dim;
+  a.length = cache.filled;
+  a.q = q.data();
+  a.keys = cache.keys.data();
+  a.values = cache.values.data();
+  a.cache_stride = cache.keys.size(1) * embed_dim;
+  a.row_of = cache.rows.empty() ? nullptr : cache.rows.data();
+  if (cache.key_padding_mask.defined()) {
+    a.mask = cache.key_padding_mask.data();
+    a.mask_stride = cache.filled;
   }
-  kernels::softmax_rows(scores.data(), probs.data(), H * N * T, S);
-  for (size_t g = 0; g + 1 < group_start.size(); ++g) {
-    const int64_t n0 = group_start[g], R = (group_start[g + 1] - n0) * T, r = row_of(n0);
-    for (int64_t h = 0; h < H; ++h)
-      // o_h (R, D) = probs · v_h, written into its head's channels of the merged rows
-      kernels::gemm(false, false, R, D, S, 1.0f, probs.data() + (h * N * T + n0 * T) * S, S,
-                    pv + (r * H + h) * S * D, D, 0.0f, out + n0 * T * C + h * D, C);
-  }
+  a.causal = causal;
+  a.out = merged.data();
+  kernels::attend_cached(a, kMaskedScore);
   return out_proj.forward(merged);
 }
 

@@ -35,18 +35,30 @@ namespace payless {
 constexpr float kMaskedScore = -1e30f;
 
 // One attention module's incremental state.
+//
+// Keys and values are kept as the projections produce them, (B, capacity, C): position l of row b
+// at [b, l], the heads side by side in its C channels (head h in [h·D, (h+1)·D)). Positions
+// [0, length()) are filled. A self-attention step writes its new positions in place behind them
+// (the capacity doubles when full), so a step copies C floats per hypothesis, not the whole prefix
+// (kernels::attend_cached in core/kernels/attention.h reads this layout directly).
 struct AttentionCache {
-  Tensor keys;              // (B, H, L, D): projected keys of the L steps so far (or of the source)
-  Tensor values;            // (B, H, L, D)
+  Tensor keys;              // (B, capacity, C)
+  Tensor values;            // (B, capacity, C)
   Tensor key_padding_mask;  // (B, L), 1 = pad; encoder-decoder attention only, else undefined
   // Encoder-decoder attention: batch row n reads row rows[n] of keys, values and key_padding_mask
   // (which then hold one row per source sentence); empty: row n reads row n. Copying the
   // projected source at every reorder cost 2·L·C floats per hypothesis per layer per step.
   std::vector<int64_t> rows;
   bool shared_source = false;  // filled by step_encoder_attention: reorders rewrite `rows` only
+  int64_t filled = 0;          // positions written
 
   bool empty() const { return !keys.defined(); }
-  int64_t length() const { return empty() ? 0 : keys.size(2); }
+  int64_t length() const { return filled; }
+  // The number of batch rows the cache holds (for an encoder cache: source sentences).
+  int64_t batch() const { return empty() ? 0 : keys.size(0); }
+  // Self-attention: write k, v (B, T', C) at positions [length(), length() + T'). Buffers still
+  // shared with a copy of this cache are copied first, so two copies never write into each other.
+  void append(const Tensor& k, const Tensor& v);
   // Beam search: keep batch rows order[0], order[1], ... (rows may repeat or be dropped). On an
   // encoder-decoder cache, and on an empty one, this composes `rows` and copies nothing: the
   // source projected at the first step is that of the ORIGINAL batch, read through `rows`.
@@ -94,9 +106,10 @@ class MultiheadAttention : public Module {
   Tensor attend(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& key_padding_mask,
                 bool causal) const;
   Tensor project_query(const Tensor& x) const;  // (B, T, C) -> (B, H, T, D), scaled
-  // attend() for one step against an encoder cache read through cache.rows, without copying it:
-  // x (B, T', C) -> (B, T', C) after out_proj.
-  Tensor attend_shared_source(const Tensor& x, const AttentionCache& cache) const;
+  // attend() for a step's queries x (B, T', C) against the cache, in place (through cache.rows
+  // for an encoder cache) -> (B, T', C) after out_proj. causal: the queries are the cache's last
+  // T' positions (self-attention).
+  Tensor attend_cache(const Tensor& x, const AttentionCache& cache, bool causal) const;
   void check_input(const char* what, const Tensor& x) const;
 };
 

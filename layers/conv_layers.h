@@ -92,7 +92,7 @@ class LightConvEncoderLayer : public Module {
 // Incremental state of one decoder layer, owned by the decoding loop.
 struct LightConvDecoderLayerState {
   ConvState conv;               // (N, <= K-1, C) last conv inputs
-  AttentionCache encoder_attn;  // (N, H, S, D) projected encoder output, filled at the first step
+  AttentionCache encoder_attn;  // (N0, S, C) projected encoder output, filled at the first step
   void reorder(const std::vector<int64_t>& order) {
     conv.reorder(order);
     encoder_attn.reorder(order);

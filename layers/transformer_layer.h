@@ -51,8 +51,8 @@ class TransformerEncoderLayer : public Module {
 
 // Incremental state of one decoder layer, owned by the decoding loop.
 struct TransformerDecoderLayerState {
-  AttentionCache self_attn;     // (B, H, L, D) keys/values of the prefix
-  AttentionCache encoder_attn;  // (B, H, S, D) projected encoder output, filled at the first step
+  AttentionCache self_attn;     // (B, capacity, C) keys/values of the prefix
+  AttentionCache encoder_attn;  // (B0, S, C) projected encoder output, filled at the first step
   void reorder(const std::vector<int64_t>& order) {
     self_attn.reorder(order);
     encoder_attn.reorder(order);

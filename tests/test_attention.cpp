@@ -210,6 +210,30 @@ TEST_CASE("incremental self-attention equals the causal forward, also after a re
   }
 }
 
+TEST_CASE("self-attention cache: grows past its capacity, and a copy decodes on its own", "[layers][attention][incremental]") {
+  NoGrad no_grad;
+  MultiheadAttention mha(8, 2);
+  randomize(mha, 26);
+  mha.eval();
+  const int64_t T = 70;  // past the first capacity (32) and the doubled one (64)
+  Tensor x = random_input({2, T, 8}, 27);
+  AttentionCache cache;
+  std::vector<Tensor> steps;
+  for (int64_t t = 0; t < 40; ++t) steps.push_back(mha.step_self_attention(narrow(x, 1, t, 1), cache));
+  // A copy shares the buffers until one of the two writes: each then continues its own prefix.
+  AttentionCache fork = cache;
+  Tensor other = random_input({2, 2, 8}, 28);
+  std::vector<Tensor> forked = {mha.step_self_attention(narrow(other, 1, 0, 1), fork)};
+  for (int64_t t = 40; t < T; ++t) steps.push_back(mha.step_self_attention(narrow(x, 1, t, 1), cache));
+  forked.push_back(mha.step_self_attention(narrow(other, 1, 1, 1), fork));  // after cache's writes
+  CHECK(cache.length() == T);
+  CHECK(fork.length() == 42);
+  CHECK(max_abs_diff(concat(steps, 1), mha.forward(x, x, x, Tensor(), true)) <= 1e-5f);
+  Tensor fork_prefix = concat({narrow(x, 1, 0, 40), other}, 1);
+  Tensor fork_full = mha.forward(fork_prefix, fork_prefix, fork_prefix, Tensor(), true);
+  CHECK(max_abs_diff(concat(forked, 1), narrow(fork_full, 1, 40, 2)) <= 1e-5f);
+}
+
 TEST_CASE("incremental encoder-decoder attention reuses the projected source", "[layers][attention][incremental]") {
   NoGrad no_grad;
   MultiheadAttention mha(8, 2);
