@@ -7,8 +7,12 @@
 // so that an untrained model's random choices do not change the amount of work. Beam search runs
 // with min_len = max_len = 50: </s> is forbidden for 50 steps and forced at the 51st, so it too
 // does a fixed 51 steps. Sentences/s = batch / total time (encoder included); ms/step = total time
-// / steps. Greedy mt rows also give ms_encode, the encoder's time alone (median of its own runs).
+// / steps. Greedy mt rows also give ms_encode, the encoder's share of the same runs. Greedy rows at
+// batch 1 give the memory bound of a step: weight_mb_per_step / read_gbs (the read rate of memory
+// on 2 MiB pages, measured right after each run) = ms_bound, and bound_ratio = ms/step / ms_bound
+// (bound_ratio_steps: the same without the encoder's time), medians over the runs.
 // Definitions: docs/benchmarks.md; the PyTorch twin: bench/torch_reference.py.
+#include <algorithm>
 #include <cstdio>
 #include <limits>
 
@@ -54,44 +58,93 @@ nlohmann::json decode_line(const ModelWorkload& w, const Options& o, const char*
           {"reps", reps},         {"load", load_average()}};
 }
 
+// Bytes of parameters one decoding step reads: every decoder parameter but the encoder-attention
+// key and value projections (applied once per source sentence, at the first step) and the
+// positional table (one row per step). A tied embedding counts once, as the output layer.
+double step_weight_bytes(const Decoder& decoder) {
+  double floats = 0;
+  for (const auto& [name, t] : decoder.named_parameters())
+    if (name.find("encoder_attn.k_proj") == std::string::npos &&
+        name.find("encoder_attn.v_proj") == std::string::npos &&
+        name.find("embed_positions") == std::string::npos)
+      floats += static_cast<double>(t.numel());
+  return 4.0 * floats;
+}
+
+// The batch-1 greedy runs measure how close a step comes to the time its weights take to come
+// from memory. Each timed run is followed by one timed read of a 128 MB array on 2 MiB pages
+// (where the parameters live), so that every ratio pairs a run with the read rate of the same
+// moment: on this shared machine the rate moves by ±15% from minute to minute.
+struct GreedyTimes {
+  std::vector<double> total, encode, steps, read_gbs;
+};
+
+double median_of(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
 }  // namespace
 
 int bench_decode(const Options& o) {
-  const int warmup = o.warmup >= 0 ? o.warmup : 1, reps = o.reps >= 0 ? o.reps : 5;
+  const int warmup = o.warmup >= 0 ? o.warmup : 1, reps = std::max(o.reps >= 0 ? o.reps : 5, 1);
   std::vector<nlohmann::json> rows;
   NoGrad no_grad;
+  Tensor read_array;  // (32 Mi), for the batch-1 rows
+  if (std::find(o.batches.begin(), o.batches.end(), 1) != o.batches.end()) {
+    read_array = Tensor::full({int64_t{32} << 20}, 1.0f);
+    pack_storages({read_array});  // on 2 MiB pages, as the parameters are
+  }
   for (const ModelWorkload& w : o.selection.workloads()) {
     const ModelConfig config = workload_model_config(w);
     std::unique_ptr<SequenceModel> model = build_model(config, 1);
     model->eval();
+    const TranslationModel* mt = w.task == "mt" ? &dynamic_cast<TranslationModel&>(*model) : nullptr;
+    const Decoder& decoder = mt ? mt->decoder : dynamic_cast<LanguageModel&>(*model).decoder;
     for (int64_t B : o.batches) {
       std::vector<int32_t> tokens(B);
-      if (w.task == "lm") {
-        const Decoder& decoder = dynamic_cast<LanguageModel&>(*model).decoder;
-        const double s = median_seconds(warmup, reps, [&] {
-          DecoderState state = decoder.start_state();
-          std::fill(tokens.begin(), tokens.end(), kEosId);
-          for (int64_t i = 0; i < kDecodeTokens; ++i)
-            argmax_rows(decoder.step(tokens, Tensor(), Tensor(), state), tokens);
-        });
-        rows.push_back(decode_line(w, o, "greedy", B, 1, kDecodeTokens, s, warmup, reps));
-        emit(rows.back());
-        continue;
-      }
-      const TranslationModel& mt = dynamic_cast<TranslationModel&>(*model);
-      const IdTensor source = synthetic_batch(config, B, kDecodeSourceLen, 1, 11).source;  // (B, S)
-      const double greedy = median_seconds(warmup, reps, [&] {
-        EncoderOutput encoded = mt.encode(source);
-        DecoderState state = mt.decoder.start_state();
+      IdTensor source;
+      if (mt) source = synthetic_batch(config, B, kDecodeSourceLen, 1, 11).source;  // (B, S)
+      GreedyTimes times;
+      for (int r = -warmup; r < reps; ++r) {
+        const Clock::time_point start = Clock::now();
+        EncoderOutput encoded;
+        if (mt) encoded = mt->encode(source);
+        const double encode = seconds_since(start);
+        DecoderState state = decoder.start_state();
         std::fill(tokens.begin(), tokens.end(), kEosId);
         for (int64_t i = 0; i < kDecodeTokens; ++i)
-          argmax_rows(mt.decoder.step(tokens, encoded.out, encoded.padding_mask, state), tokens);
-      });
-      // The encoder's share of the greedy time, for comparisons of the steps alone.
-      const double encode = median_seconds(warmup, reps, [&] { mt.encode(source); });
-      rows.push_back(decode_line(w, o, "greedy", B, 1, kDecodeTokens, greedy, warmup, reps));
-      rows.back()["ms_encode"] = encode * 1e3;
-      emit(rows.back());
+          argmax_rows(decoder.step(tokens, encoded.out, encoded.padding_mask, state), tokens);
+        const double total = seconds_since(start);
+        if (r < 0) continue;  // warm-up
+        times.total.push_back(total);
+        times.encode.push_back(encode);
+        times.steps.push_back(total - encode);
+        if (B == 1)
+          times.read_gbs.push_back(4.0 * read_array.numel() /
+                                   read_pass_seconds(read_array.data(), read_array.numel(), o.threads) / 1e9);
+      }
+      rows.push_back(decode_line(w, o, "greedy", B, 1, kDecodeTokens, median_of(times.total), warmup, reps));
+      nlohmann::json& line = rows.back();
+      if (mt) line["ms_encode"] = median_of(times.encode) * 1e3;
+      if (B == 1) {
+        // bound = weight bytes / read rate; ratio = time per step / bound, per run, then the median.
+        const double bytes = step_weight_bytes(decoder);
+        std::vector<double> ratio, ratio_steps;
+        for (int r = 0; r < reps; ++r) {
+          const double bound = bytes / (times.read_gbs[r] * 1e9);
+          ratio.push_back(times.total[r] / kDecodeTokens / bound);
+          ratio_steps.push_back(times.steps[r] / kDecodeTokens / bound);
+        }
+        line["weight_mb_per_step"] = bytes / 1e6;
+        line["read_gbs"] = median_of(times.read_gbs);
+        line["ms_bound"] = bytes / (median_of(times.read_gbs) * 1e9) * 1e3;
+        line["bound_ratio"] = median_of(ratio);
+        if (mt) line["bound_ratio_steps"] = median_of(ratio_steps);  // the encoder's time left out
+      }
+      emit(line);
+      if (!mt) continue;
+      const TranslationModel& mt_model = *mt;
       BeamSearchOptions beam;
       beam.beam = 4;
       beam.max_len_a = 0;
@@ -99,7 +152,7 @@ int bench_decode(const Options& o) {
       beam.min_len = kDecodeTokens;
       const std::vector<int64_t> lengths(B, kDecodeSourceLen);
       const double beamed = median_seconds(warmup, reps, [&] {
-        TranslationScorer scorer(mt, source);
+        TranslationScorer scorer(mt_model, source);
         beam_search(scorer, lengths, beam);
       });
       rows.push_back(decode_line(w, o, "beam", B, 4, kDecodeTokens + 1, beamed, warmup, reps));
@@ -107,13 +160,20 @@ int bench_decode(const Options& o) {
     }
   }
   if (!o.quiet) {
-    std::printf("\n%-24s %-7s %6s %5s %11s %12s\n", "decode workload", "mode", "batch", "beam",
-                "ms/step", "sentences/s");
-    for (const nlohmann::json& r : rows)
-      std::printf("%-24s %-7s %6lld %5lld %11.2f %12.1f\n", r["workload"].get<std::string>().c_str(),
+    std::printf("\n%-24s %-7s %6s %5s %11s %12s %10s %12s\n", "decode workload", "mode", "batch",
+                "beam", "ms/step", "sentences/s", "ms bound", "x bound");
+    for (const nlohmann::json& r : rows) {
+      std::printf("%-24s %-7s %6lld %5lld %11.2f %12.1f", r["workload"].get<std::string>().c_str(),
                   r["mode"].get<std::string>().c_str(), r["batch"].get<long long>(),
                   r["beam"].get<long long>(), r["ms_per_step"].get<double>(),
                   r["sentences_per_s"].get<double>());
+      if (r.contains("bound_ratio")) {
+        std::printf(" %10.2f %11.2fx", r["ms_bound"].get<double>(), r["bound_ratio"].get<double>());
+        if (r.contains("bound_ratio_steps"))
+          std::printf(" (%.2fx without the encoder)", r["bound_ratio_steps"].get<double>());
+      }
+      std::printf("\n");
+    }
   }
   return 0;
 }
