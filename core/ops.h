@@ -128,4 +128,19 @@ Tensor dynamic_conv(const Tensor& x, const Tensor& weights, int64_t padding_l);
 Tensor lightweight_conv_step(const Tensor& window, const Tensor& weight);
 Tensor dynamic_conv_step(const Tensor& window, const Tensor& weights);
 
+// ---------------------------------------------------------------- attention.cpp
+// Multi-head scaled dot-product attention with its masks and dropout, fused (the math, per head h
+// in channels [h·D, (h+1)·D), D = C / heads, with the scale already in q):
+//   s = q_h·k_hᵀ (B, T, S), hidden pairs set to masked_score: key j of a row where
+//       key_padding_mask (B, S) is nonzero, and with causal, keys j > t + S − T
+//   out_h = dropout(softmax(s), p) · v_h,  out = the heads side by side       -> (B, T, C)
+// q (B, T, C); k, v (B, S, C). A query that sees no key gets the plain average of the values.
+// The dropout mask is the one dropout(x, p, training, seed, stream) draws for a (B, H, T, S) x.
+Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t heads,
+                 const Tensor& key_padding_mask, bool causal, float masked_score, float dropout_p,
+                 bool training, uint64_t seed, uint64_t stream);
+Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t heads,
+                 const Tensor& key_padding_mask, bool causal, float masked_score, float dropout_p,
+                 bool training, Rng& rng = global_rng());
+
 }  // namespace payless

@@ -1,6 +1,7 @@
-// See layers/attention.h. Ops from core/ops.h, the heavy lifting being the batched matmul; the
-// exception is a decoding step's attention over its cache (attend_cache), one fused kernel on raw
-// rows (core/kernels/attention.h) that reads the cache in place, through a row map for beams.
+// See layers/attention.h. Ops from core/ops.h: the projections, and attention() for the heads'
+// products, masks, softmax and dropout. A decoding step's attention over its cache (attend_cache)
+// calls the fused step kernel (core/kernels/attention.h) on the cache in place, through a row map
+// for beams.
 #include "layers/attention.h"
 
 #include <algorithm>
@@ -21,15 +22,6 @@ namespace {
 void xavier_uniform_with_gain(Tensor& w, float gain, Rng& rng) {
   const float bound = gain * std::sqrt(6.0f / static_cast<float>(w.size(0) + w.size(1)));
   rng.uniform_(w, -bound, bound);
-}
-
-// (T, S) mask, 1 where key j lies in the future of query t. The T queries are the last T of the
-// S positions, so query t sits at position t + (S - T).
-Tensor future_mask(int64_t T, int64_t S) {
-  Tensor mask = Tensor::zeros({T, S});
-  for (int64_t t = 0; t < T; ++t)
-    for (int64_t j = t + (S - T) + 1; j < S; ++j) mask.data()[t * S + j] = 1.0f;
-  return mask;
 }
 
 }  // namespace
@@ -146,32 +138,15 @@ void MultiheadAttention::check_input(const char* what, const Tensor& x) const {
     fail("MultiheadAttention: ", what, " ", x.describe(), " must be (B, T, ", embed_dim, ")");
 }
 
-Tensor MultiheadAttention::split_heads(const Tensor& x) const {
-  const int64_t B = x.size(0), T = x.size(1);
-  return transpose(reshape(x, {B, T, num_heads, head_dim}), 1, 2);  // (B, H, T, D)
-}
-
 Tensor MultiheadAttention::project_query(const Tensor& x) const {
   // The scale multiplies the projected query bias included, as fairseq does (spec §5.1).
-  return split_heads(scale(q_proj.forward(x), 1.0f / std::sqrt(static_cast<float>(head_dim))));
+  return scale(q_proj.forward(x), 1.0f / std::sqrt(static_cast<float>(head_dim)));  // (B, T, C)
 }
 
 Tensor MultiheadAttention::attend(const Tensor& q, const Tensor& k, const Tensor& v,
                                   const Tensor& key_padding_mask, bool causal) const {
-  const int64_t B = q.size(0), T = q.size(2), S = k.size(2);
-  Tensor scores = matmul(q, k, false, true);  // (B, H, T, S) = q·kᵀ per head
-  if (causal && T > 1) scores = masked_fill(scores, future_mask(T, S), kMaskedScore);
-  if (key_padding_mask.defined()) {
-    if (key_padding_mask.shape() != Shape{B, S})
-      fail("MultiheadAttention: key_padding_mask ", key_padding_mask.describe(), " must be (B, S) = [",
-           B, ", ", S, "]");
-    scores = masked_fill(scores, reshape(key_padding_mask, {B, 1, 1, S}), kMaskedScore);
-  }
-  Tensor probs = softmax(scores);                                   // (B, H, T, S), over keys
-  probs = dropout(probs, attention_dropout, is_training());
-  Tensor heads = matmul(probs, v);                                  // (B, H, T, D)
-  Tensor merged = reshape(transpose(heads, 1, 2), {B, T, embed_dim});  // (B, T, C), head-major channels
-  return out_proj.forward(merged);
+  return out_proj.forward(attention(q, k, v, num_heads, key_padding_mask, causal, kMaskedScore,
+                                    attention_dropout, is_training()));
 }
 
 Tensor MultiheadAttention::forward(const Tensor& query, const Tensor& key, const Tensor& value,
@@ -185,10 +160,8 @@ Tensor MultiheadAttention::forward(const Tensor& query, const Tensor& key, const
   if (causal && key.size(1) < query.size(1))
     fail("MultiheadAttention: causal attention needs at least as many keys as queries, got query ",
          query.describe(), " and key ", key.describe());
-  Tensor q = project_query(query);            // (B, H, T, D)
-  Tensor k = split_heads(k_proj.forward(key));   // (B, H, S, D)
-  Tensor v = split_heads(v_proj.forward(value)); // (B, H, S, D)
-  return attend(q, k, v, key_padding_mask, causal);
+  return attend(project_query(query), k_proj.forward(key), v_proj.forward(value), key_padding_mask,
+                causal);
 }
 
 Tensor MultiheadAttention::step_self_attention(const Tensor& x, AttentionCache& cache) const {
@@ -202,8 +175,8 @@ Tensor MultiheadAttention::step_self_attention(const Tensor& x, AttentionCache& 
   cache.append(k_proj.forward(x), v_proj.forward(x));  // (B, T', C) each
   if (is_training() && attention_dropout > 0.0f) {
     // Dropout on the probabilities goes through the general path.
-    return attend(project_query(x), split_heads(narrow(cache.keys, 1, 0, cache.filled)),
-                  split_heads(narrow(cache.values, 1, 0, cache.filled)), Tensor(), /*causal=*/true);
+    return attend(project_query(x), narrow(cache.keys, 1, 0, cache.filled),
+                  narrow(cache.values, 1, 0, cache.filled), Tensor(), /*causal=*/true);
   }
   return attend_cache(x, cache, /*causal=*/true);
 }
@@ -246,7 +219,7 @@ Tensor MultiheadAttention::step_encoder_attention(const Tensor& x, const Tensor&
     // Dropout on the probabilities goes through the general path, on copied rows.
     const std::vector<int64_t>& rows = cache.rows;
     auto row_copy = [&](const Tensor& t) { return rows.empty() ? t : reorder_batch(t, rows); };
-    return attend(project_query(x), split_heads(row_copy(cache.keys)), split_heads(row_copy(cache.values)),
+    return attend(project_query(x), row_copy(cache.keys), row_copy(cache.values),
                   row_copy(cache.key_padding_mask), false);
   }
   return attend_cache(x, cache, /*causal=*/false);
@@ -254,7 +227,7 @@ Tensor MultiheadAttention::step_encoder_attention(const Tensor& x, const Tensor&
 
 Tensor MultiheadAttention::attend_cache(const Tensor& x, const AttentionCache& cache, bool causal) const {
   const int64_t N = x.size(0), T = x.size(1);
-  Tensor q = scale(q_proj.forward(x), 1.0f / std::sqrt(static_cast<float>(head_dim)));  // (N, T', C)
+  Tensor q = project_query(x);                       // (N, T', C)
   Tensor merged = Tensor::empty({N, T, embed_dim});  // (N, T', C), head-major channels as attend() merges
   kernels::CachedAttention a;
   a.rows = N;

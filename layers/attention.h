@@ -5,8 +5,9 @@
 //   per head h (channels [h·D, (h+1)·D)):  P = softmax(q_h·k_hᵀ + masks),  o_h = dropout(P)·v_h
 //   out = concat_h(o_h)·Woutᵀ + bout
 //
-// Tensors are batch-major: x (B, T, C), keys/values from y (B, S, C), heads as (B, H, T, D) so the
-// score and value products are batched matmuls. Masked scores are set to a large negative number
+// Tensors are batch-major: x (B, T, C), keys/values from y (B, S, C), the heads side by side in
+// the channels; the per-head products, masks, softmax and dropout are one op, attention() in
+// core/ops.h (fused kernels in core/kernels/attention.h). Masked scores are set to a large negative number
 // (not -inf): a query whose keys are all masked then gets a uniform average instead of NaN.
 // Parameter names: q_proj, k_proj, v_proj, out_proj (current fairseq; the paper-era fused
 // in_proj_weight (3C, C) = [Wq; Wk; Wv] can be split into these on import).
@@ -100,12 +101,11 @@ class MultiheadAttention : public Module {
   Linear q_proj, k_proj, v_proj, out_proj;
 
  private:
-  // (B, T, C) -> (B, H, T, D)
-  Tensor split_heads(const Tensor& x) const;
-  // q (B, H, T, D) already scaled, k and v (B, H, S, D) -> (B, T, C) after out_proj.
+  // (B, T, C) -> q_proj(x) · D^-1/2, (B, T, C)
+  Tensor project_query(const Tensor& x) const;
+  // q (B, T, C) already scaled, k and v (B, S, C) -> (B, T, C) after out_proj.
   Tensor attend(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& key_padding_mask,
                 bool causal) const;
-  Tensor project_query(const Tensor& x) const;  // (B, T, C) -> (B, H, T, D), scaled
   // attend() for a step's queries x (B, T', C) against the cache, in place (through cache.rows
   // for an encoder cache) -> (B, T', C) after out_proj. causal: the queries are the cache's last
   // T' positions (self-attention).

@@ -1,14 +1,21 @@
-// Tests for the decoding-step attention kernel, core/kernels/attention.h (tag [attention][kernel]):
-// the fast kernel against its double-precision reference loop over the layouts it is given
-// (cache capacity beyond the filled length, a row map, padding masks, causal queries), with 1
-// and 2 threads and the same bits at both. That the layer's step equals the whole-sequence
-// attention is tested in test_attention.cpp and test_incremental_decoding.cpp.
+// Tests for the fused attention kernels, core/kernels/attention.h, and the op attention().
+//   [attention][kernel]: the decoding-step kernel against its double-precision reference loop over
+//     the layouts it is given (cache capacity beyond the filled length, a row map, padding masks,
+//     causal queries), with 1 and 2 threads and the same bits at both.
+//   [attention][op]: the whole-sequence op against the ops it replaces (per-head matmuls,
+//     masked_fill, softmax, dropout with the same stream), output and gradients, with 1 and 2
+//     threads; its gradients against finite differences; its errors.
+// That the layer's step equals the whole-sequence attention is tested in test_attention.cpp and
+// test_incremental_decoding.cpp.
 #include <catch2/catch.hpp>
 
 #include <vector>
 
+#include "core/autograd.h"
 #include "core/kernels/attention.h"
+#include "core/ops.h"
 #include "tests/support/compare.h"
+#include "tests/support/gradcheck.h"
 
 namespace {
 
@@ -103,4 +110,108 @@ TEST_CASE("attend_cached: a causal query sees only the positions up to its own",
   CHECK(out[0] == Approx(2.0f));
   CHECK(out[1] == Approx(2.5f));
   CHECK(out[2] == Approx(3.0f));
+}
+
+// ---- attention(): the fused whole-sequence op
+
+namespace {
+
+// The op composed of the ops it replaces: per-head batched matmuls, masked_fill, softmax, dropout.
+Tensor composed_attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t H,
+                          const Tensor& mask, bool causal, float p, uint64_t seed, uint64_t stream) {
+  const int64_t B = q.size(0), T = q.size(1), S = k.size(1), C = q.size(2), D = C / H;
+  auto split = [&](const Tensor& x) { return transpose(reshape(x, {B, x.size(1), H, D}), 1, 2); };
+  Tensor s = matmul(split(q), split(k), false, true);  // (B, H, T, S)
+  if (causal) {
+    Tensor future = Tensor::zeros({T, S});
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t j = t + S - T + 1; j < S; ++j) future.data()[t * S + j] = 1.0f;
+    s = masked_fill(s, future, kMasked);
+  }
+  if (mask.defined()) s = masked_fill(s, reshape(mask, {B, 1, 1, S}), kMasked);
+  Tensor probs = dropout(softmax(s), p, true, seed, stream);
+  return reshape(transpose(matmul(probs, split(v)), 1, 2), {B, T, C});
+}
+
+Tensor padding(const std::vector<int64_t>& pads, int64_t S) {  // (B, S), pads[b] leading 1s
+  Tensor m = Tensor::zeros({static_cast<int64_t>(pads.size()), S});
+  for (size_t b = 0; b < pads.size(); ++b)
+    for (int64_t j = 0; j < pads[b]; ++j) m.data()[b * S + j] = 1.0f;
+  return m;
+}
+
+struct OpCase {
+  int64_t B, T, S, H, D;
+  bool causal, masked;
+  float p;
+};
+
+}  // namespace
+
+TEST_CASE("attention() equals the composed ops, forward and backward", "[attention][op]") {
+  const std::vector<OpCase> cases = {
+      {2, 5, 7, 2, 3, false, true, 0.0f},   // encoder-decoder shape, padding
+      {3, 6, 6, 4, 16, true, false, 0.3f},  // decoder self-attention with dropout
+      {2, 3, 5, 1, 8, true, true, 0.5f},    // causal with T < S, padding, dropout
+      {3, 4, 4, 2, 4, false, true, 0.2f},   // a row whose keys are all padding
+  };
+  for (const OpCase& c : cases) {
+    INFO("B=" << c.B << " T=" << c.T << " S=" << c.S << " H=" << c.H << " D=" << c.D
+              << " causal=" << c.causal << " masked=" << c.masked << " p=" << c.p);
+    const int64_t C = c.H * c.D;
+    Tensor mask = c.masked ? padding({1, c.S, 0}, c.S) : Tensor();
+    if (c.masked) mask = narrow(mask, 0, 0, c.B);
+    auto run = [&](bool fused) {
+      Tensor q = random_input({c.B, c.T, C}, 50, -2, 2), k = random_input({c.B, c.S, C}, 51, -2, 2),
+             v = random_input({c.B, c.S, C}, 52);
+      Tensor out = fused ? attention(q, k, v, c.H, mask, c.causal, kMasked, c.p, true, 9, 4)
+                         : composed_attention(q, k, v, c.H, mask, c.causal, c.p, 9, 4);
+      backward(sum(mul(out, random_input(out.shape(), 53))));
+      return std::vector<Tensor>{out, q.grad(), k.grad(), v.grad()};
+    };
+    const std::vector<Tensor> want = run(false);
+    check_same_bits_at_1_and_2_threads([&] {
+      const std::vector<Tensor> got = run(true);
+      std::vector<float> all;
+      for (size_t i = 0; i < got.size(); ++i) {
+        INFO("tensor " << i << " (out, dq, dk, dv)");
+        CHECK(max_abs_diff(got[i], want[i]) <= 1e-5f);
+        const std::vector<float> values = got[i].to_vector();
+        all.insert(all.end(), values.begin(), values.end());
+      }
+      return all;
+    });
+  }
+}
+
+TEST_CASE("attention() gradients match finite differences", "[attention][op][gradcheck]") {
+  const Tensor mask = padding({0, 2}, 5);
+  check_gradients("attention, padding and dropout",
+                  {random_input({2, 4, 6}, 60), random_input({2, 5, 6}, 61), random_input({2, 5, 6}, 62)},
+                  [&](const std::vector<Tensor>& in) {
+                    return attention(in[0], in[1], in[2], 2, mask, false, kMasked, 0.25f, true, 3, 1);
+                  });
+  check_gradients("attention, causal, T < S",
+                  {random_input({2, 3, 4}, 63), random_input({2, 5, 4}, 64), random_input({2, 5, 4}, 65)},
+                  [&](const std::vector<Tensor>& in) {
+                    return attention(in[0], in[1], in[2], 2, Tensor(), true, kMasked, 0.0f, true, 3, 1);
+                  });
+  // One tensor as query, key and value: the three gradients add into one buffer.
+  check_gradients("attention, q = k = v", {random_input({2, 4, 6}, 66)}, [&](const std::vector<Tensor>& in) {
+    return attention(in[0], in[0], in[0], 3, Tensor(), true, kMasked, 0.1f, true, 3, 2);
+  });
+}
+
+TEST_CASE("attention() names what does not fit", "[attention][op][errors]") {
+  Tensor q = Tensor::zeros({2, 3, 8}), k = Tensor::zeros({2, 4, 8});
+  CHECK_THROWS_WITH(attention(q, k, Tensor::zeros({2, 5, 8}), 2, Tensor(), false, kMasked, 0, false, 0, 0),
+                    Catch::Contains("[2, 5, 8]"));
+  CHECK_THROWS_WITH(attention(q, k, k, 3, Tensor(), false, kMasked, 0, false, 0, 0),
+                    Catch::Contains("3 heads"));
+  CHECK_THROWS_WITH(attention(q, k, k, 2, Tensor::zeros({2, 3}), false, kMasked, 0, false, 0, 0),
+                    Catch::Contains("key_padding_mask") && Catch::Contains("[2, 4]"));
+  CHECK_THROWS_WITH(attention(k, q, q, 2, Tensor(), true, kMasked, 0, false, 0, 0),
+                    Catch::Contains("at least as many keys"));
+  CHECK_THROWS_WITH(attention(q, k, k, 2, Tensor(), false, kMasked, 1.0f, true, 0, 0),
+                    Catch::Contains("[0, 1)"));
 }

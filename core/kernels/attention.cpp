@@ -3,9 +3,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include "core/kernels/matmul.h"
+#include "core/parallel.h"
+#include "core/rng.h"
 #include "core/kernels/softmax.h"
 
 namespace payless::kernels {
@@ -24,6 +27,205 @@ inline void prefetch_floats(const float* p, int64_t n) {
 constexpr int64_t kPrefetchPositions = 4;
 
 }  // namespace
+
+// ---- Whole sequences
+
+namespace {
+
+// 16 floats as one value. GCC turns arithmetic on it into single vector instructions (one AVX-512
+// register here) and keeps accumulators of this type in registers: the loops below add many rows
+// into one short output, and with that output in memory every addition waited for the store of
+// the previous one (the first version of these kernels, 1.5x slower than the ops they replaced).
+typedef float Lanes __attribute__((vector_size(64)));
+constexpr int64_t kLaneCount = 16;
+
+inline Lanes load_lanes(const float* p) {
+  Lanes v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+inline void store_lanes(float* p, Lanes v) { std::memcpy(p, &v, sizeof v); }
+
+// The rows [i, i + R) and columns [j, j + 16·NV) of C (= or +=) A (M×K) · B (K×N): R·NV
+// accumulators in registers, per k NV loads of B and R broadcasts of A.
+template <int R, int NV>
+inline void small_nn_tile(int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb,
+                          float* C, int64_t ldc, bool accumulate) {
+  Lanes acc[R][NV];
+  for (int r = 0; r < R; ++r)
+    for (int v = 0; v < NV; ++v) acc[r][v] = accumulate ? load_lanes(C + r * ldc + v * kLaneCount) : Lanes{};
+  for (int64_t k = 0; k < K; ++k) {
+    Lanes b[NV];
+    for (int v = 0; v < NV; ++v) b[v] = load_lanes(B + k * ldb + v * kLaneCount);
+    for (int r = 0; r < R; ++r) {
+      const float a = A[r * lda + k];
+      for (int v = 0; v < NV; ++v) acc[r][v] += a * b[v];
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int v = 0; v < NV; ++v) store_lanes(C + r * ldc + v * kLaneCount, acc[r][v]);
+}
+
+template <int NV>
+inline void small_nn_strip(int64_t M, int64_t K, const float* A, int64_t lda, const float* B,
+                           int64_t ldb, float* C, int64_t ldc, bool accumulate) {
+  int64_t i = 0;
+  for (; i + 4 <= M; i += 4) small_nn_tile<4, NV>(K, A + i * lda, lda, B, ldb, C + i * ldc, ldc, accumulate);
+  for (; i < M; ++i) small_nn_tile<1, NV>(K, A + i * lda, lda, B, ldb, C + i * ldc, ldc, accumulate);
+}
+
+// C (M×N, row stride ldc) = or += A (M×K, lda) · B (K×N, ldb): the per-head products, whose sizes
+// (T, S up to a few hundred, D = 16 to 128) are far below what pays for a GEMM call. Each C[i, j]
+// sums k in order.
+void small_nn(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B,
+              int64_t ldb, float* C, int64_t ldc, bool accumulate) {
+  int64_t j = 0;
+  for (; j + 2 * kLaneCount <= N; j += 2 * kLaneCount)
+    small_nn_strip<2>(M, K, A, lda, B + j, ldb, C + j, ldc, accumulate);
+  for (; j + kLaneCount <= N; j += kLaneCount)
+    small_nn_strip<1>(M, K, A, lda, B + j, ldb, C + j, ldc, accumulate);
+  for (; j < N; ++j)
+    for (int64_t i = 0; i < M; ++i) {
+      float acc = accumulate ? C[i * ldc + j] : 0.0f;
+      for (int64_t k = 0; k < K; ++k) acc += A[i * lda + k] * B[k * ldb + j];
+      C[i * ldc + j] = acc;
+    }
+}
+
+// (R, Ccols) with row stride ld -> (Ccols, R) contiguous.
+void transpose_block(const float* x, int64_t rows, int64_t cols, int64_t ld, float* out) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) out[c * rows + r] = x[r * ld + c];
+}
+
+// keep[0..S): the dropout factors of elements first .. first + S of (B, H, T, S), keep_scale or 0
+// (all 1 without dropout). One pass that vectorises, so the hash is not recomputed per use.
+void dropout_factors(const AttentionProblem& a, uint64_t first, int64_t S, float* keep) {
+  if (!a.dropout) {
+    std::fill(keep, keep + S, 1.0f);
+    return;
+  }
+  const uint64_t key = a.dropout_key, min_kept = a.dropout_min_kept_bits;
+  const float scale = a.dropout_keep_scale;
+#pragma omp simd
+  for (int64_t j = 0; j < S; ++j)
+    keep[j] = random_bits24(key, first + static_cast<uint64_t>(j)) >= min_kept ? scale : 0.0f;
+}
+
+// Keys [visible, S) of query t lie in its future (all S visible without causality).
+inline int64_t visible_keys(const AttentionProblem& a, int64_t t) {
+  return a.causal ? t + a.keys - a.queries + 1 : a.keys;
+}
+
+bool worth_threads(const AttentionProblem& a) {
+  return 2 * a.batch * a.heads * a.queries * a.keys * a.head_dim >= kParallelMinWork;
+}
+
+}  // namespace
+
+void attention_forward(const AttentionProblem& a, float masked_score, float* probs, float* out) {
+  const int64_t B = a.batch, T = a.queries, S = a.keys, H = a.heads, D = a.head_dim, C = H * D;
+#pragma omp parallel if (worth_threads(a))
+  {
+    // The row's keys turned to (C, S) in one pass over contiguous memory, so that each head's
+    // scores are a plain (T, D)·(D, S) product; and dropout(p) (T, S) of one head.
+    std::vector<float> kT(static_cast<size_t>(C * S)), weights(static_cast<size_t>(T * S));
+#pragma omp for schedule(static)
+    for (int64_t b = 0; b < B; ++b) {
+      const float* mask_row = a.key_padding_mask ? a.key_padding_mask + b * S : nullptr;
+      transpose_block(a.k + b * S * C, S, C, C, kT.data());
+      for (int64_t h = 0; h < H; ++h) {
+        const int64_t pair = b * H + h;
+        const float* q = a.q + b * T * C + h * D;  // (T, D), row stride C
+        const float* v = a.v + b * S * C + h * D;  // (S, D), row stride C
+        float* p = probs + pair * T * S;           // (T, S)
+        small_nn(T, S, D, q, C, kT.data() + h * D * S, S, p, S, false);  // scores
+        for (int64_t t = 0; t < T; ++t) {
+          float* pt = p + t * S;
+          for (int64_t j = visible_keys(a, t); j < S; ++j) pt[j] = masked_score;
+          if (mask_row)
+            for (int64_t j = 0; j < S; ++j) pt[j] = mask_row[j] != 0.0f ? masked_score : pt[j];
+          // softmax: p_j = exp(s_j - max) / Σ exp(s_i - max)
+          float max = pt[0];
+#pragma omp simd reduction(max : max)
+          for (int64_t j = 1; j < S; ++j) max = std::max(max, pt[j]);
+          float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+          for (int64_t j = 0; j < S; ++j) {
+            pt[j] = fast_exp(pt[j] - max);
+            sum += pt[j];
+          }
+          const float inv = 1.0f / sum;
+          float* w = weights.data() + t * S;
+          dropout_factors(a, static_cast<uint64_t>((pair * T + t) * S), S, w);
+#pragma omp simd
+          for (int64_t j = 0; j < S; ++j) {
+            pt[j] *= inv;
+            w[j] *= pt[j];
+          }
+        }
+        small_nn(T, D, S, weights.data(), S, v, C, out + b * T * C + h * D, C, false);  // Σ_j w_j v_j
+      }
+    }
+  }
+}
+
+void attention_backward(const AttentionProblem& a, const float* probs, const float* dout, float* dq,
+                        float* dk, float* dv) {
+  const int64_t B = a.batch, T = a.queries, S = a.keys, H = a.heads, D = a.head_dim, C = H * D;
+#pragma omp parallel if (worth_threads(a))
+  {
+    std::vector<float> vT(static_cast<size_t>(C * S));  // (C, S) values of the row
+    std::vector<float> keep(static_cast<size_t>(T * S)), ds(static_cast<size_t>(T * S));  // (T, S)
+    std::vector<float> turned(static_cast<size_t>(S * T));  // (S, T): dsᵀ, then dropout(p)ᵀ
+#pragma omp for schedule(static)
+    for (int64_t b = 0; b < B; ++b) {
+      const float* mask_row = a.key_padding_mask ? a.key_padding_mask + b * S : nullptr;
+      transpose_block(a.v + b * S * C, S, C, C, vT.data());
+      for (int64_t h = 0; h < H; ++h) {
+        const int64_t pair = b * H + h;
+        const float* q = a.q + b * T * C + h * D;   // (T, D), row stride C
+        const float* k = a.k + b * S * C + h * D;   // (S, D), row stride C
+        const float* g = dout + b * T * C + h * D;  // (T, D), row stride C
+        const float* p = probs + pair * T * S;      // (T, S)
+        // dp = dropout(g · vᵀ); ds_tj = p_tj (dp_tj - Σ_i p_ti dp_ti), 0 where j is hidden from
+        // t (its score was a constant, whatever p is: a query that sees nothing has p uniform)
+        small_nn(T, S, D, g, C, vT.data() + h * D * S, S, ds.data(), S, false);
+        for (int64_t t = 0; t < T; ++t) {
+          const float* pt = p + t * S;
+          float* kt = keep.data() + t * S;
+          float* dst = ds.data() + t * S;
+          dropout_factors(a, static_cast<uint64_t>((pair * T + t) * S), S, kt);
+          float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
+          for (int64_t j = 0; j < S; ++j) {
+            dst[j] *= kt[j];
+            dot += pt[j] * dst[j];
+          }
+          const int64_t visible = visible_keys(a, t);
+#pragma omp simd
+          for (int64_t j = 0; j < S; ++j) {
+            dst[j] = j >= visible ? 0.0f : pt[j] * (dst[j] - dot);
+            kt[j] *= pt[j];  // now dropout(p)
+          }
+          if (mask_row)
+            for (int64_t j = 0; j < S; ++j) dst[j] = mask_row[j] != 0.0f ? 0.0f : dst[j];
+        }
+        if (dq) small_nn(T, D, S, ds.data(), S, k, C, dq + b * T * C + h * D, C, true);  // += ds·k
+        if (dk) {
+          transpose_block(ds.data(), T, S, S, turned.data());
+          small_nn(S, D, T, turned.data(), T, q, C, dk + b * S * C + h * D, C, true);  // += dsᵀ·q
+        }
+        if (dv) {
+          transpose_block(keep.data(), T, S, S, turned.data());
+          small_nn(S, D, T, turned.data(), T, g, C, dv + b * S * C + h * D, C, true);  // += dropout(p)ᵀ·g
+        }
+      }
+    }
+  }
+}
+
+// ---- A decoding step over a cache
 
 void attend_cached(const CachedAttention& a, float masked_score) {
   const int64_t N = a.rows, T = a.queries, H = a.heads, D = a.head_dim, L = a.length, C = H * D;

@@ -1,20 +1,58 @@
-// The attention of a decoding step, fused: scores, softmax and weighted sum of values for a few
-// new queries against cached keys and values, on raw buffers (layers/attention.cpp calls it).
+// Multi-head attention as fused kernels on raw buffers: whole sequences with dropout, forward and
+// backward (the op attention() in core/ops/attention.cpp), and a decoding step's few new queries
+// against cached keys and values (layers/attention.cpp).
 //
-// Why a kernel of its own: at a decoding step each (hypothesis, head) pair has T' = 1 query and
+// Whole sequences: per (batch row, head) the scores q·kᵀ, masks, softmax, dropout and the
+// weighted sum of values in one pass over that pair's rows, reading q, k and v where the
+// projections put them, (B, T, C) with the heads side by side. Composed of ops, the same took two
+// batched GEMMs of B·H tiny products each (a tiny model's heads are 16 wide), three head
+// reshuffles, and a masked_fill, softmax and dropout pass over (B, H, T, S), each again backward.
+//
+// Decoding steps: each (hypothesis, head) pair has T' = 1 query and
 // L cached keys, so the batched-matmul route of whole-sequence attention makes 2·N·H tiny GEMM
 // calls, a softmax pass and two head reshuffles per layer, and needs the cache in (B, H, L, D)
 // order, which cannot grow in place. Here the cache is (rows, capacity, C), one position after
 // another with the heads side by side in each, exactly what the key and value projections
 // produce: a step appends C floats per hypothesis and nothing is copied or reshuffled.
-//
-// What this is not: a training kernel. There is no backward and no dropout; the layer takes its
-// general path for those.
 #pragma once
 
 #include <cstdint>
 
 namespace payless::kernels {
+
+// ---- Whole sequences (training, scoring, the encoder)
+
+// q (B, T, C), already multiplied by D^-1/2; k, v (B, S, C); C = H·D, head h in [h·D, (h+1)·D).
+struct AttentionProblem {
+  int64_t batch = 0, queries = 0, keys = 0, heads = 0, head_dim = 0;  // B, T, S, H, D
+  const float* q = nullptr;
+  const float* k = nullptr;
+  const float* v = nullptr;
+  const float* key_padding_mask = nullptr;  // (B, S), nonzero = padding; nullptr: none
+  // Query t is position t + S - T and does not see later positions.
+  bool causal = false;
+  // Inverted dropout on the probabilities: element i of (B, H, T, S) is kept when
+  // random_bits24(dropout_key, i) >= dropout_min_kept_bits (core/rng.h) and then scaled by
+  // dropout_keep_scale: the mask the dropout op would draw for a (B, H, T, S) tensor.
+  bool dropout = false;
+  uint64_t dropout_key = 0, dropout_min_kept_bits = 0;
+  float dropout_keep_scale = 1.0f;
+};
+
+// Per batch row b, head h, query t: s_j = q_t·k_j, or masked_score where the padding mask or
+// causality hides j; p = softmax(s) is written to probs (B, H, T, S) (for the backward);
+// out_t = Σ_j dropout(p)_j · v_j is written to out (B, T, C).
+void attention_forward(const AttentionProblem& a, float masked_score, float* probs, float* out);
+
+// Given dout (B, T, C) and the forward's probs, ADDS the gradients to dq (B, T, C), dk and dv
+// (B, S, C); pass nullptr for any not wanted. Two of them may be the same buffer (q and k the
+// same tensor): every write is an addition, and one thread writes all of a (b, h) pair's rows.
+//   dp_j = dropout(dout_t·v_j),  ds_j = p_j (dp_j − Σ_i p_i dp_i) (0 where hidden)
+//   dq_t += Σ_j ds_j k_j,  dk_j += ds_j q_t,  dv_j += dropout(p)_j dout_t
+void attention_backward(const AttentionProblem& a, const float* probs, const float* dout, float* dq,
+                        float* dk, float* dv);
+
+// ---- A decoding step over a cache
 
 // Where a step's attention reads and writes. C = H·D channels, head h in [h·D, (h+1)·D).
 struct CachedAttention {
