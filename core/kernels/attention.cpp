@@ -46,11 +46,21 @@ inline Lanes load_lanes(const float* p) {
 }
 inline void store_lanes(float* p, Lanes v) { std::memcpy(p, &v, sizeof v); }
 
-// The rows [i, i + R) and columns [j, j + 16·NV) of C (= or +=) A (M×K) · B (K×N): R·NV
-// accumulators in registers, per k NV loads of B and R broadcasts of A.
+// A matrix read at A[i·row + k·col]: row-major (row = lda, col = 1) or its transpose (row = 1,
+// col = lda), so that dsᵀ·q needs no transposed copy of ds.
+struct Strided {
+  const float* p;
+  int64_t row, col;
+  float at(int64_t i, int64_t k) const { return p[i * row + k * col]; }
+  Strided rows_from(int64_t i) const { return {p + i * row, row, col}; }
+};
+
+// The rows [0, R) and columns [0, 16·NV) of C (= or +=) A · B (K inner): R·NV accumulators in
+// registers, per k NV loads of B and R broadcasts of A. R·NV >= 8 keeps two FMA units busy
+// through their 4-cycle latency (R = 4 with NV = 1 ran at half the rate of R = 4 with NV = 2).
 template <int R, int NV>
-inline void small_nn_tile(int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb,
-                          float* C, int64_t ldc, bool accumulate) {
+inline void small_nn_tile(int64_t K, Strided A, const float* B, int64_t ldb, float* C, int64_t ldc,
+                          bool accumulate) {
   Lanes acc[R][NV];
   for (int r = 0; r < R; ++r)
     for (int v = 0; v < NV; ++v) acc[r][v] = accumulate ? load_lanes(C + r * ldc + v * kLaneCount) : Lanes{};
@@ -58,7 +68,7 @@ inline void small_nn_tile(int64_t K, const float* A, int64_t lda, const float* B
     Lanes b[NV];
     for (int v = 0; v < NV; ++v) b[v] = load_lanes(B + k * ldb + v * kLaneCount);
     for (int r = 0; r < R; ++r) {
-      const float a = A[r * lda + k];
+      const float a = A.at(r, k);
       for (int v = 0; v < NV; ++v) acc[r][v] += a * b[v];
     }
   }
@@ -66,31 +76,33 @@ inline void small_nn_tile(int64_t K, const float* A, int64_t lda, const float* B
     for (int v = 0; v < NV; ++v) store_lanes(C + r * ldc + v * kLaneCount, acc[r][v]);
 }
 
-template <int NV>
-inline void small_nn_strip(int64_t M, int64_t K, const float* A, int64_t lda, const float* B,
-                           int64_t ldb, float* C, int64_t ldc, bool accumulate) {
+template <int R, int NV>
+inline void small_nn_strip(int64_t M, int64_t K, Strided A, const float* B, int64_t ldb, float* C,
+                           int64_t ldc, bool accumulate) {
   int64_t i = 0;
-  for (; i + 4 <= M; i += 4) small_nn_tile<4, NV>(K, A + i * lda, lda, B, ldb, C + i * ldc, ldc, accumulate);
-  for (; i < M; ++i) small_nn_tile<1, NV>(K, A + i * lda, lda, B, ldb, C + i * ldc, ldc, accumulate);
+  for (; i + R <= M; i += R) small_nn_tile<R, NV>(K, A.rows_from(i), B, ldb, C + i * ldc, ldc, accumulate);
+  for (; i < M; ++i) small_nn_tile<1, NV>(K, A.rows_from(i), B, ldb, C + i * ldc, ldc, accumulate);
 }
 
-// C (M×N, row stride ldc) = or += A (M×K, lda) · B (K×N, ldb): the per-head products, whose sizes
+// C (M×N, row stride ldc) = or += A (M×K) · B (K×N, ldb): the per-head products, whose sizes
 // (T, S up to a few hundred, D = 16 to 128) are far below what pays for a GEMM call. Each C[i, j]
 // sums k in order.
-void small_nn(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B,
-              int64_t ldb, float* C, int64_t ldc, bool accumulate) {
+void small_nn(int64_t M, int64_t N, int64_t K, Strided A, const float* B, int64_t ldb, float* C,
+              int64_t ldc, bool accumulate) {
   int64_t j = 0;
   for (; j + 2 * kLaneCount <= N; j += 2 * kLaneCount)
-    small_nn_strip<2>(M, K, A, lda, B + j, ldb, C + j, ldc, accumulate);
+    small_nn_strip<4, 2>(M, K, A, B + j, ldb, C + j, ldc, accumulate);
   for (; j + kLaneCount <= N; j += kLaneCount)
-    small_nn_strip<1>(M, K, A, lda, B + j, ldb, C + j, ldc, accumulate);
+    small_nn_strip<8, 1>(M, K, A, B + j, ldb, C + j, ldc, accumulate);
   for (; j < N; ++j)
     for (int64_t i = 0; i < M; ++i) {
       float acc = accumulate ? C[i * ldc + j] : 0.0f;
-      for (int64_t k = 0; k < K; ++k) acc += A[i * lda + k] * B[k * ldb + j];
+      for (int64_t k = 0; k < K; ++k) acc += A.at(i, k) * B[k * ldb + j];
       C[i * ldc + j] = acc;
     }
 }
+Strided rows_of(const float* p, int64_t ld) { return {p, ld, 1}; }
+Strided columns_of(const float* p, int64_t ld) { return {p, 1, ld}; }  // the transpose
 
 // (R, Ccols) with row stride ld -> (Ccols, R) contiguous.
 void transpose_block(const float* x, int64_t rows, int64_t cols, int64_t ld, float* out) {
@@ -139,7 +151,7 @@ void attention_forward(const AttentionProblem& a, float masked_score, float* pro
         const float* q = a.q + b * T * C + h * D;  // (T, D), row stride C
         const float* v = a.v + b * S * C + h * D;  // (S, D), row stride C
         float* p = probs + pair * T * S;           // (T, S)
-        small_nn(T, S, D, q, C, kT.data() + h * D * S, S, p, S, false);  // scores
+        small_nn(T, S, D, rows_of(q, C), kT.data() + h * D * S, S, p, S, false);  // scores
         for (int64_t t = 0; t < T; ++t) {
           float* pt = p + t * S;
           for (int64_t j = visible_keys(a, t); j < S; ++j) pt[j] = masked_score;
@@ -164,7 +176,7 @@ void attention_forward(const AttentionProblem& a, float masked_score, float* pro
             w[j] *= pt[j];
           }
         }
-        small_nn(T, D, S, weights.data(), S, v, C, out + b * T * C + h * D, C, false);  // Σ_j w_j v_j
+        small_nn(T, D, S, rows_of(weights.data(), S), v, C, out + b * T * C + h * D, C, false);  // Σ_j w_j v_j
       }
     }
   }
@@ -177,7 +189,6 @@ void attention_backward(const AttentionProblem& a, const float* probs, const flo
   {
     std::vector<float> vT(static_cast<size_t>(C * S));  // (C, S) values of the row
     std::vector<float> keep(static_cast<size_t>(T * S)), ds(static_cast<size_t>(T * S));  // (T, S)
-    std::vector<float> turned(static_cast<size_t>(S * T));  // (S, T): dsᵀ, then dropout(p)ᵀ
 #pragma omp for schedule(static)
     for (int64_t b = 0; b < B; ++b) {
       const float* mask_row = a.key_padding_mask ? a.key_padding_mask + b * S : nullptr;
@@ -190,7 +201,7 @@ void attention_backward(const AttentionProblem& a, const float* probs, const flo
         const float* p = probs + pair * T * S;      // (T, S)
         // dp = dropout(g · vᵀ); ds_tj = p_tj (dp_tj - Σ_i p_ti dp_ti), 0 where j is hidden from
         // t (its score was a constant, whatever p is: a query that sees nothing has p uniform)
-        small_nn(T, S, D, g, C, vT.data() + h * D * S, S, ds.data(), S, false);
+        small_nn(T, S, D, rows_of(g, C), vT.data() + h * D * S, S, ds.data(), S, false);
         for (int64_t t = 0; t < T; ++t) {
           const float* pt = p + t * S;
           float* kt = keep.data() + t * S;
@@ -211,15 +222,10 @@ void attention_backward(const AttentionProblem& a, const float* probs, const flo
           if (mask_row)
             for (int64_t j = 0; j < S; ++j) dst[j] = mask_row[j] != 0.0f ? 0.0f : dst[j];
         }
-        if (dq) small_nn(T, D, S, ds.data(), S, k, C, dq + b * T * C + h * D, C, true);  // += ds·k
-        if (dk) {
-          transpose_block(ds.data(), T, S, S, turned.data());
-          small_nn(S, D, T, turned.data(), T, q, C, dk + b * S * C + h * D, C, true);  // += dsᵀ·q
-        }
-        if (dv) {
-          transpose_block(keep.data(), T, S, S, turned.data());
-          small_nn(S, D, T, turned.data(), T, g, C, dv + b * S * C + h * D, C, true);  // += dropout(p)ᵀ·g
-        }
+        if (dq) small_nn(T, D, S, rows_of(ds.data(), S), k, C, dq + b * T * C + h * D, C, true);  // += ds·k
+        if (dk) small_nn(S, D, T, columns_of(ds.data(), S), q, C, dk + b * S * C + h * D, C, true);  // += dsᵀ·q
+        if (dv)  // += dropout(p)ᵀ·g
+          small_nn(S, D, T, columns_of(keep.data(), S), g, C, dv + b * S * C + h * D, C, true);
       }
     }
   }
