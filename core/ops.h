@@ -142,5 +142,13 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t head
 Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t heads,
                  const Tensor& key_padding_mask, bool causal, float masked_score, float dropout_p,
                  bool training, Rng& rng = global_rng());
+// One decoding step's attention over a cache, the same math without dropout: q (N, T', C), the
+// step's queries, scaled; keys, values (B0, capacity, C), positions [0, length) filled; hypothesis
+// n reads cache row rows[n] (rows empty: row n, B0 = N); key_padding_mask (B0, length) or
+// undefined; causal: the queries are the last T' of the length positions. -> (N, T', C).
+// Inference only: throws if a gradient would be needed (call under NoGrad).
+Tensor cached_attention(const Tensor& q, const Tensor& keys, const Tensor& values, int64_t length,
+                        int64_t heads, const std::vector<int64_t>& rows,
+                        const Tensor& key_padding_mask, bool causal, float masked_score);
 
 }  // namespace payless

@@ -1,7 +1,6 @@
-// See layers/attention.h. Ops from core/ops.h: the projections, and attention() for the heads'
-// products, masks, softmax and dropout. A decoding step's attention over its cache (attend_cache)
-// calls the fused step kernel (core/kernels/attention.h) on the cache in place, through a row map
-// for beams.
+// See layers/attention.h. Ops from core/ops.h: the projections, attention() for the heads'
+// products, masks, softmax and dropout, and cached_attention() for a decoding step, which reads
+// the cache in place (through a row map for beams).
 #include "layers/attention.h"
 
 #include <algorithm>
@@ -10,8 +9,6 @@
 
 #include "core/autograd.h"
 #include "core/error.h"
-#include "core/kernels/attention.h"
-#include "core/kernels/copy.h"
 #include "core/ops.h"
 #include "layers/incremental.h"
 
@@ -68,8 +65,10 @@ void AttentionCache::append(const Tensor& k, const Tensor& v) {
     }
   }
   const int64_t stride = keys.size(1) * C;  // floats from one batch row to the next
-  kernels::copy_rows(k.data(), T * C, keys.data() + filled * C, stride, B, T * C);
-  kernels::copy_rows(v.data(), T * C, values.data() + filled * C, stride, B, T * C);
+  for (int64_t b = 0; b < B; ++b) {
+    std::memcpy(keys.data() + b * stride + filled * C, k.data() + b * T * C, sizeof(float) * T * C);
+    std::memcpy(values.data() + b * stride + filled * C, v.data() + b * T * C, sizeof(float) * T * C);
+  }
   filled += T;
 }
 
@@ -226,28 +225,9 @@ Tensor MultiheadAttention::step_encoder_attention(const Tensor& x, const Tensor&
 }
 
 Tensor MultiheadAttention::attend_cache(const Tensor& x, const AttentionCache& cache, bool causal) const {
-  const int64_t N = x.size(0), T = x.size(1);
-  Tensor q = project_query(x);                       // (N, T', C)
-  Tensor merged = Tensor::empty({N, T, embed_dim});  // (N, T', C), head-major channels as attend() merges
-  kernels::CachedAttention a;
-  a.rows = N;
-  a.queries = T;
-  a.heads = num_heads;
-  a.head_dim = head_dim;
-  a.length = cache.filled;
-  a.q = q.data();
-  a.keys = cache.keys.data();
-  a.values = cache.values.data();
-  a.cache_stride = cache.keys.size(1) * embed_dim;
-  a.row_of = cache.rows.empty() ? nullptr : cache.rows.data();
-  if (cache.key_padding_mask.defined()) {
-    a.mask = cache.key_padding_mask.data();
-    a.mask_stride = cache.filled;
-  }
-  a.causal = causal;
-  a.out = merged.data();
-  kernels::attend_cached(a, kMaskedScore);
-  return out_proj.forward(merged);
+  return out_proj.forward(cached_attention(project_query(x), cache.keys, cache.values, cache.filled,
+                                           num_heads, cache.rows, cache.key_padding_mask, causal,
+                                           kMaskedScore));
 }
 
 }  // namespace payless

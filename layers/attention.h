@@ -41,7 +41,7 @@ constexpr float kMaskedScore = -1e30f;
 // at [b, l], the heads side by side in its C channels (head h in [h·D, (h+1)·D)). Positions
 // [0, length()) are filled. A self-attention step writes its new positions in place behind them
 // (the capacity doubles when full), so a step copies C floats per hypothesis, not the whole prefix
-// (kernels::attend_cached in core/kernels/attention.h reads this layout directly).
+// (cached_attention() in core/ops.h reads this layout directly).
 struct AttentionCache {
   Tensor keys;              // (B, capacity, C)
   Tensor values;            // (B, capacity, C)

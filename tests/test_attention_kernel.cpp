@@ -215,3 +215,27 @@ TEST_CASE("attention() names what does not fit", "[attention][op][errors]") {
   CHECK_THROWS_WITH(attention(q, k, k, 2, Tensor(), false, kMasked, 1.0f, true, 0, 0),
                     Catch::Contains("[0, 1)"));
 }
+
+TEST_CASE("cached_attention() names what does not fit", "[attention][op][errors]") {
+  NoGrad no_grad;
+  Tensor q = Tensor::zeros({2, 1, 8}), cache = Tensor::zeros({2, 5, 8});
+  CHECK(cached_attention(q, cache, cache, 3, 2, {}, Tensor(), true, kMasked).shape() == Shape{2, 1, 8});
+  CHECK_THROWS_WITH(cached_attention(q, cache, cache, 6, 2, {}, Tensor(), true, kMasked),
+                    Catch::Contains("6 filled positions"));
+  CHECK_THROWS_WITH(cached_attention(q, cache, cache, 0, 2, {}, Tensor(), true, kMasked),
+                    Catch::Contains("0 filled positions"));
+  CHECK_THROWS_WITH(cached_attention(q, cache, cache, 3, 2, {0, 1, 1}, Tensor(), false, kMasked),
+                    Catch::Contains("read through 3"));
+  CHECK_THROWS_WITH(cached_attention(q, cache, cache, 3, 2, {0, 2}, Tensor(), false, kMasked),
+                    Catch::Contains("row 2"));
+  CHECK_THROWS_WITH(cached_attention(q, cache, cache, 3, 2, {}, Tensor::zeros({2, 5}), false, kMasked),
+                    Catch::Contains("key_padding_mask") && Catch::Contains("[2, 3]"));
+  CHECK_THROWS_WITH(cached_attention(q, cache, Tensor::zeros({2, 4, 8}), 3, 2, {}, Tensor(), true, kMasked),
+                    Catch::Contains("values"));
+}
+
+TEST_CASE("cached_attention() refuses to record a gradient", "[attention][op][errors]") {
+  Tensor q = random_input({1, 1, 4}, 70), cache = Tensor::zeros({1, 2, 4});
+  CHECK_THROWS_WITH(cached_attention(q, cache, cache, 2, 1, {}, Tensor(), true, kMasked),
+                    Catch::Contains("NoGrad"));
+}
