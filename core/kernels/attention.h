@@ -8,12 +8,12 @@
 // batched GEMMs of B·H tiny products each (a tiny model's heads are 16 wide), three head
 // reshuffles, and a masked_fill, softmax and dropout pass over (B, H, T, S), each again backward.
 //
-// Decoding steps: each (hypothesis, head) pair has T' = 1 query and
-// L cached keys, so the batched-matmul route of whole-sequence attention makes 2·N·H tiny GEMM
-// calls, a softmax pass and two head reshuffles per layer, and needs the cache in (B, H, L, D)
-// order, which cannot grow in place. Here the cache is (rows, capacity, C), one position after
-// another with the heads side by side in each, exactly what the key and value projections
-// produce: a step appends C floats per hypothesis and nothing is copied or reshuffled.
+// Decoding steps: each (hypothesis, head) pair has T' = 1 query and L cached keys, so the
+// batched-matmul route made 2·N·H one-row GEMM calls, a softmax pass and two head reshuffles per
+// layer, and needed the cache in (B, H, L, D) order, which cannot grow in place. Here the cache
+// is (rows, capacity, C), one position after another with the heads side by side in each,
+// exactly what the key and value projections produce: a step appends C floats per hypothesis
+// and nothing is copied or reshuffled.
 #pragma once
 
 #include <cstdint>
@@ -46,7 +46,7 @@ void attention_forward(const AttentionProblem& a, float masked_score, float* pro
 
 // Given dout (B, T, C) and the forward's probs, ADDS the gradients to dq (B, T, C), dk and dv
 // (B, S, C); pass nullptr for any not wanted. Two of them may be the same buffer (q and k the
-// same tensor): every write is an addition, and one thread writes all of a (b, h) pair's rows.
+// same tensor): every write is an addition, and one thread writes all of a batch row's rows.
 //   dp_j = dropout(dout_t·v_j),  ds_j = p_j (dp_j − Σ_i p_i dp_i) (0 where hidden)
 //   dq_t += Σ_j ds_j k_j,  dk_j += ds_j q_t,  dv_j += dropout(p)_j dout_t
 void attention_backward(const AttentionProblem& a, const float* probs, const float* dout, float* dq,
