@@ -26,6 +26,12 @@ inline double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
+// The median of a non-empty list (the upper one of an even count).
+inline double median_of(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
 // Median seconds of `reps` runs of f after `warmup` untimed runs. The median, not the mean: a
 // colleague's compiler stealing the core for a moment moves the mean, rarely the median.
 template <typename F>
@@ -37,8 +43,7 @@ double median_seconds(int warmup, int reps, F f) {
     f();
     times.push_back(seconds_since(start));
   }
-  std::sort(times.begin(), times.end());
-  return times[times.size() / 2];
+  return median_of(std::move(times));
 }
 
 // ---- Workload selection -------------------------------------------------------------------------

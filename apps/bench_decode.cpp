@@ -79,11 +79,6 @@ struct GreedyTimes {
   std::vector<double> total, encode, steps, read_gbs;
 };
 
-double median_of(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
-
 }  // namespace
 
 int bench_decode(const Options& o) {
@@ -144,7 +139,6 @@ int bench_decode(const Options& o) {
       }
       emit(line);
       if (!mt) continue;
-      const TranslationModel& mt_model = *mt;
       BeamSearchOptions beam;
       beam.beam = 4;
       beam.max_len_a = 0;
@@ -152,7 +146,7 @@ int bench_decode(const Options& o) {
       beam.min_len = kDecodeTokens;
       const std::vector<int64_t> lengths(B, kDecodeSourceLen);
       const double beamed = median_seconds(warmup, reps, [&] {
-        TranslationScorer scorer(mt_model, source);
+        TranslationScorer scorer(*mt, source);
         beam_search(scorer, lengths, beam);
       });
       rows.push_back(decode_line(w, o, "beam", B, 4, kDecodeTokens + 1, beamed, warmup, reps));

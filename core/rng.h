@@ -6,6 +6,7 @@
 // whole state is two integers and goes into checkpoints for exact resume.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 
 namespace payless {
@@ -27,6 +28,19 @@ inline uint64_t stream_key(uint64_t seed, uint64_t stream) {
 
 // The 24 random bits of draw `index`: an integer in [0, 2^24).
 inline uint64_t random_bits24(uint64_t key, uint64_t index) { return mix64(key + index) >> 40; }
+
+// One dropout call's mask: element i is kept, and scaled by keep_scale = 1 / (1 - p), when
+// random_bits24(key, i) >= min_kept_bits = ceil(p · 2^24), else zeroed (probability p). The
+// dropout op and the fused attention kernels draw their masks with it, so the same (seed, stream)
+// gives the same mask in both.
+struct DropoutMask {
+  uint64_t key = 0, min_kept_bits = 0;
+  float keep_scale = 1.0f;
+};
+inline DropoutMask dropout_mask(float p, uint64_t seed, uint64_t stream) {
+  return {stream_key(seed, stream), static_cast<uint64_t>(std::ceil(static_cast<double>(p) * 16777216.0)),
+          1.0f / (1.0f - p)};
+}
 
 // Uniform in [0, 1) with 24 random bits, from (seed, stream, index).
 inline float uniform01(uint64_t seed, uint64_t stream, uint64_t index) {

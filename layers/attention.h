@@ -7,8 +7,9 @@
 //
 // Tensors are batch-major: x (B, T, C), keys/values from y (B, S, C), the heads side by side in
 // the channels; the per-head products, masks, softmax and dropout are one op, attention() in
-// core/ops.h (fused kernels in core/kernels/attention.h). Masked scores are set to a large negative number
-// (not -inf): a query whose keys are all masked then gets a uniform average instead of NaN.
+// core/ops.h (fused kernels in core/kernels/attention.h). Masked scores are set to a large
+// negative number (not -inf): a query whose keys are all masked then gets a uniform average
+// instead of NaN.
 // Parameter names: q_proj, k_proj, v_proj, out_proj (current fairseq; the paper-era fused
 // in_proj_weight (3C, C) = [Wq; Wk; Wv] can be split into these on import).
 // Initialisation (current fairseq): q/k/v weights Xavier-uniform with gain 1/sqrt(2), their

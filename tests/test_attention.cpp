@@ -44,14 +44,6 @@ Tensor param(const Module& m, const std::string& name) {
   return Tensor();
 }
 
-// (B, S) mask with `pads[b]` padded positions at the left of row b.
-Tensor left_padding_mask(const std::vector<int64_t>& pads, int64_t S) {
-  Tensor mask = Tensor::zeros({static_cast<int64_t>(pads.size()), S});
-  for (size_t b = 0; b < pads.size(); ++b)
-    for (int64_t s = 0; s < pads[b]; ++s) mask.data()[b * S + s] = 1.0f;
-  return mask;
-}
-
 TransformerLayerConfig small_config(bool normalize_before) {
   TransformerLayerConfig c;
   c.embed_dim = 8, c.ffn_dim = 12, c.heads = 2;

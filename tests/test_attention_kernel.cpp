@@ -133,13 +133,6 @@ Tensor composed_attention(const Tensor& q, const Tensor& k, const Tensor& v, int
   return reshape(transpose(matmul(probs, split(v)), 1, 2), {B, T, C});
 }
 
-Tensor padding(const std::vector<int64_t>& pads, int64_t S) {  // (B, S), pads[b] leading 1s
-  Tensor m = Tensor::zeros({static_cast<int64_t>(pads.size()), S});
-  for (size_t b = 0; b < pads.size(); ++b)
-    for (int64_t j = 0; j < pads[b]; ++j) m.data()[b * S + j] = 1.0f;
-  return m;
-}
-
 struct OpCase {
   int64_t B, T, S, H, D;
   bool causal, masked;
@@ -159,7 +152,7 @@ TEST_CASE("attention() equals the composed ops, forward and backward", "[attenti
     INFO("B=" << c.B << " T=" << c.T << " S=" << c.S << " H=" << c.H << " D=" << c.D
               << " causal=" << c.causal << " masked=" << c.masked << " p=" << c.p);
     const int64_t C = c.H * c.D;
-    Tensor mask = c.masked ? padding({1, c.S, 0}, c.S) : Tensor();
+    Tensor mask = c.masked ? left_padding_mask({1, c.S, 0}, c.S) : Tensor();
     if (c.masked) mask = narrow(mask, 0, 0, c.B);
     auto run = [&](bool fused) {
       Tensor q = random_input({c.B, c.T, C}, 50, -2, 2), k = random_input({c.B, c.S, C}, 51, -2, 2),
@@ -185,7 +178,7 @@ TEST_CASE("attention() equals the composed ops, forward and backward", "[attenti
 }
 
 TEST_CASE("attention() gradients match finite differences", "[attention][op][gradcheck]") {
-  const Tensor mask = padding({0, 2}, 5);
+  const Tensor mask = left_padding_mask({0, 2}, 5);
   check_gradients("attention, padding and dropout",
                   {random_input({2, 4, 6}, 60), random_input({2, 5, 6}, 61), random_input({2, 5, 6}, 62)},
                   [&](const std::vector<Tensor>& in) {

@@ -28,14 +28,6 @@ void randomize(Module& m, uint64_t seed) {
   }
 }
 
-// (B, S) mask with `pads[b]` padded positions at the left of row b.
-Tensor left_padding_mask(const std::vector<int64_t>& pads, int64_t S) {
-  Tensor mask = Tensor::zeros({static_cast<int64_t>(pads.size()), S});
-  for (size_t b = 0; b < pads.size(); ++b)
-    for (int64_t s = 0; s < pads[b]; ++s) mask.data()[b * S + s] = 1.0f;
-  return mask;
-}
-
 }  // namespace
 
 TEST_CASE("encoder attention cache: one source per sentence, reorders before and after the first step",

@@ -89,24 +89,41 @@ void small_nn(int64_t M, int64_t N, int64_t K, Strided A, const float* B, int64_
 Strided rows_of(const float* p, int64_t ld) { return {p, ld, 1}; }
 Strided columns_of(const float* p, int64_t ld) { return {p, 1, ld}; }  // the transpose
 
-// (R, Ccols) with row stride ld -> (Ccols, R) contiguous.
+// x (rows, cols) with row stride ld -> out (cols, rows), contiguous.
 void transpose_block(const float* x, int64_t rows, int64_t cols, int64_t ld, float* out) {
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t c = 0; c < cols; ++c) out[c * rows + r] = x[r * ld + c];
 }
 
-// keep[0..S): the dropout factors of elements first .. first + S of (B, H, T, S), keep_scale or 0
-// (all 1 without dropout). One pass that vectorises, so the hash is not recomputed per use.
+// x[0..n) -> softmax(x): x_j = exp(x_j - max) / Σ exp(x_i - max). Used by both kernels below.
+void softmax_in_place(float* x, int64_t n) {
+  float max = x[0];
+#pragma omp simd reduction(max : max)
+  for (int64_t j = 1; j < n; ++j) max = std::max(max, x[j]);
+  float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+  for (int64_t j = 0; j < n; ++j) {
+    x[j] = fast_exp(x[j] - max);
+    sum += x[j];
+  }
+  const float inv = 1.0f / sum;
+#pragma omp simd
+  for (int64_t j = 0; j < n; ++j) x[j] *= inv;
+}
+
+// keep[0..S): the dropout factors of elements first .. first + S of (B, H, T, S), 1 / (1 - p) or
+// 0 (all 1 without dropout). One pass that vectorises, so the hash is not recomputed per use.
 void dropout_factors(const AttentionProblem& a, uint64_t first, int64_t S, float* keep) {
   if (!a.dropout) {
     std::fill(keep, keep + S, 1.0f);
     return;
   }
-  const uint64_t key = a.dropout_key, min_kept = a.dropout_min_kept_bits;
-  const float scale = a.dropout_keep_scale;
+  // The fields as plain locals, so that the loop vectorises (see dropout_rows).
+  const uint64_t key = a.dropout_mask.key, min_kept_bits = a.dropout_mask.min_kept_bits;
+  const float keep_scale = a.dropout_mask.keep_scale;
 #pragma omp simd
   for (int64_t j = 0; j < S; ++j)
-    keep[j] = random_bits24(key, first + static_cast<uint64_t>(j)) >= min_kept ? scale : 0.0f;
+    keep[j] = random_bits24(key, first + static_cast<uint64_t>(j)) >= min_kept_bits ? keep_scale : 0.0f;
 }
 
 // Keys [visible, S) of query t lie in its future (all S visible without causality).
@@ -142,24 +159,11 @@ void attention_forward(const AttentionProblem& a, float masked_score, float* pro
           for (int64_t j = visible_keys(a, t); j < S; ++j) pt[j] = masked_score;
           if (mask_row)
             for (int64_t j = 0; j < S; ++j) pt[j] = mask_row[j] != 0.0f ? masked_score : pt[j];
-          // softmax: p_j = exp(s_j - max) / Σ exp(s_i - max)
-          float max = pt[0];
-#pragma omp simd reduction(max : max)
-          for (int64_t j = 1; j < S; ++j) max = std::max(max, pt[j]);
-          float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-          for (int64_t j = 0; j < S; ++j) {
-            pt[j] = fast_exp(pt[j] - max);
-            sum += pt[j];
-          }
-          const float inv = 1.0f / sum;
-          float* w = weights.data() + t * S;
+          softmax_in_place(pt, S);
+          float* w = weights.data() + t * S;  // dropout(p)
           dropout_factors(a, static_cast<uint64_t>((pair * T + t) * S), S, w);
 #pragma omp simd
-          for (int64_t j = 0; j < S; ++j) {
-            pt[j] *= inv;
-            w[j] *= pt[j];
-          }
+          for (int64_t j = 0; j < S; ++j) w[j] *= pt[j];
         }
         small_nn(T, D, S, rows_of(weights.data(), S), v, C, out + b * T * C + h * D, C, false);  // Σ_j w_j v_j
       }
@@ -241,7 +245,9 @@ void attend_cached(const CachedAttention& a, float masked_score) {
   const bool parallel = 2 * N * T * L * C >= kSmallGemmParallelWork;
 #pragma omp parallel if (parallel)
   {
-    std::vector<float> p(static_cast<size_t>(H * L));  // (H, L) scores, then probabilities
+    // (H, L) scores, then probabilities; kept from step to step, so a step allocates nothing.
+    thread_local std::vector<float> p;
+    p.resize(static_cast<size_t>(H * L));
 #pragma omp for schedule(static)
     for (int64_t n = 0; n < N; ++n) {
       // The cache of a row is one block, position after position, all heads side by side, and
@@ -266,20 +272,7 @@ void attend_cached(const CachedAttention& a, float masked_score) {
             p[h * L + l] = mask && mask[l] != 0.0f ? masked_score : s;
           }
         }
-        // softmax per head: p_l = exp(s_l - max) / Σ exp(s_j - max)
-        for (int64_t h = 0; h < H; ++h) {
-          float* ph = p.data() + h * L;
-          float max = masked_score;
-          for (int64_t l = 0; l < S; ++l) max = std::max(max, ph[l]);
-          float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-          for (int64_t l = 0; l < S; ++l) {
-            ph[l] = fast_exp(ph[l] - max);
-            sum += ph[l];
-          }
-          const float inv = 1.0f / sum;
-          for (int64_t l = 0; l < S; ++l) ph[l] *= inv;
-        }
+        for (int64_t h = 0; h < H; ++h) softmax_in_place(p.data() + h * L, S);
         std::fill(o, o + C, 0.0f);
         for (int64_t l = 0; l < S; ++l) {
           const float* vl = v + l * C;

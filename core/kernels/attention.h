@@ -18,6 +18,8 @@
 
 #include <cstdint>
 
+#include "core/rng.h"
+
 namespace payless::kernels {
 
 // ---- Whole sequences (training, scoring, the encoder)
@@ -31,12 +33,10 @@ struct AttentionProblem {
   const float* key_padding_mask = nullptr;  // (B, S), nonzero = padding; nullptr: none
   // Query t is position t + S - T and does not see later positions.
   bool causal = false;
-  // Inverted dropout on the probabilities: element i of (B, H, T, S) is kept when
-  // random_bits24(dropout_key, i) >= dropout_min_kept_bits (core/rng.h) and then scaled by
-  // dropout_keep_scale: the mask the dropout op would draw for a (B, H, T, S) tensor.
+  // Inverted dropout on the probabilities of (B, H, T, S) with dropout_mask (core/rng.h): the
+  // mask the dropout op draws for a (B, H, T, S) tensor.
   bool dropout = false;
-  uint64_t dropout_key = 0, dropout_min_kept_bits = 0;
-  float dropout_keep_scale = 1.0f;
+  DropoutMask dropout_mask;
 };
 
 // Per batch row b, head h, query t: s_j = q_t·k_j, or masked_score where the padding mask or

@@ -3,7 +3,6 @@
 // derivation are in core/kernels/attention.{h,cpp}; this file checks shapes, draws the dropout
 // stream and records the backward closure (accumulate-only, core/autograd.h). The layer that
 // projects q, k, v and applies the output projection is layers/attention.h.
-#include <cmath>
 #include <cstring>
 #include <string>
 
@@ -43,9 +42,7 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t head
   a.causal = causal;
   if (training && dropout_p > 0.0f) {
     a.dropout = true;
-    a.dropout_key = stream_key(seed, stream);
-    a.dropout_min_kept_bits = static_cast<uint64_t>(std::ceil(static_cast<double>(dropout_p) * 16777216.0));
-    a.dropout_keep_scale = 1.0f / (1.0f - dropout_p);
+    a.dropout_mask = dropout_mask(dropout_p, seed, stream);
   }
   Tensor probs = Tensor::empty({B, heads, T, S});  // softmax before dropout, for the backward
   Tensor out = Tensor::empty({B, T, C});

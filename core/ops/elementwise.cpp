@@ -259,16 +259,14 @@ Tensor masked_fill(const Tensor& x, const Tensor& mask, float value) {
 Tensor dropout(const Tensor& x, float p, bool training, uint64_t seed, uint64_t stream) {
   if (!(p >= 0.0f && p < 1.0f)) fail("dropout: probability must be in [0, 1), got ", p);
   if (!training || p == 0.0f) return x;
-  const float keep_scale = 1.0f / (1.0f - p);
-  const uint64_t key = stream_key(seed, stream);
-  const uint64_t min_kept_bits = static_cast<uint64_t>(std::ceil(static_cast<double>(p) * 16777216.0));
+  const DropoutMask mask = dropout_mask(p, seed, stream);
   const int64_t n = x.numel();
   Tensor y = Tensor::empty(x.shape());
-  kernels::dropout_rows(x.data(), y.data(), n, key, min_kept_bits, keep_scale, false);
+  kernels::dropout_rows(x.data(), y.data(), n, mask, false);
   if (needs_grad(x)) {
-    record(y, [x, key, min_kept_bits, keep_scale, n](const Tensor& dy) mutable {
+    record(y, [x, mask, n](const Tensor& dy) mutable {
       const Tensor::GradTarget gx = x.grad_target();  // a fresh buffer is written, not added to
-      kernels::dropout_rows(dy.data(), gx.data, n, key, min_kept_bits, keep_scale, !gx.fresh);
+      kernels::dropout_rows(dy.data(), gx.data, n, mask, !gx.fresh);
     });
   }
   return y;

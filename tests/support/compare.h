@@ -1,6 +1,6 @@
-// Comparisons the kernel and op tests share: random buffers from a fixed seed, a fast kernel's
-// output against its reference loop (tolerance per element), bit equality, the largest difference
-// of two tensors, and runs at 1 and 2 threads.
+// Comparisons the kernel and op tests share: random buffers from a fixed seed, left-padding masks,
+// a fast kernel's output against its reference loop (tolerance per element), bit equality, the
+// largest difference of two tensors, and runs at 1 and 2 threads.
 //
 //   for (int threads : {1, 2}) {
 //     ThreadScope scope(threads);
@@ -42,6 +42,14 @@ inline std::vector<float> random_values(int64_t n, uint64_t seed, float low = -1
   Rng rng(seed);
   rng.uniform_(t, low, high);
   return t.to_vector();
+}
+
+// (B, S) mask with `pads[b]` padded positions at the left of row b.
+inline Tensor left_padding_mask(const std::vector<int64_t>& pads, int64_t S) {
+  Tensor mask = Tensor::zeros({static_cast<int64_t>(pads.size()), S});
+  for (size_t b = 0; b < pads.size(); ++b)
+    for (int64_t s = 0; s < pads[b]; ++s) mask.data()[b * S + s] = 1.0f;
+  return mask;
 }
 
 // Counts elements with |got − want| > atol + rtol·|want|; reports the first one.
