@@ -66,7 +66,8 @@ void offer_row(const float* lp, int64_t V, const RowRules& rules, int64_t offset
 #pragma omp simd reduction(max : best)
       for (int64_t t = 0; t < kBlock; ++t) {
         const float x = lp[v + t];
-        best = std::max(best, x == x ? x + base : kNegInf);  // NaN counts as -inf
+        const float y = x == x ? x + base : kNegInf;  // NaN counts as -inf
+        best = y > best ? y : best;                    // vectorises, std::max does not
       }
       if (!(best > out.back().score)) continue;
     }

@@ -97,9 +97,7 @@ void transpose_block(const float* x, int64_t rows, int64_t cols, int64_t ld, flo
 
 // x[0..n) -> softmax(x): x_j = exp(x_j - max) / Σ exp(x_i - max). Used by both kernels below.
 void softmax_in_place(float* x, int64_t n) {
-  float max = x[0];
-#pragma omp simd reduction(max : max)
-  for (int64_t j = 1; j < n; ++j) max = std::max(max, x[j]);
+  const float max = max_of(x, n);
   float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
   for (int64_t j = 0; j < n; ++j) {

@@ -13,13 +13,6 @@
 namespace payless::kernels {
 namespace {
 
-float row_max(const float* x, int64_t V) {
-  float m = -std::numeric_limits<float>::infinity();
-#pragma omp simd reduction(max : m)
-  for (int64_t v = 0; v < V; ++v) m = std::max(m, x[v]);
-  return m;
-}
-
 // log Σ_v exp(x[v]) for the reference loops, in double.
 double log_sum_exp_reference(const float* x, int64_t V) {
   double m = -std::numeric_limits<double>::infinity();
@@ -38,7 +31,7 @@ void softmax_rows(const float* x, float* y, int64_t rows, int64_t V) {
   for (int64_t r = 0; r < rows; ++r) {
     const float* xr = x + r * V;
     float* yr = y + r * V;
-    const float m = row_max(xr, V);
+    const float m = max_of(xr, V);
     float s = 0.0f;
 #pragma omp simd reduction(+ : s)
     for (int64_t v = 0; v < V; ++v) {
@@ -64,7 +57,7 @@ void log_softmax_rows(const float* x, float* y, int64_t rows, int64_t V) {
   for (int64_t r = 0; r < rows; ++r) {
     const float* xr = x + r * V;
     float* yr = y + r * V;
-    const float m = row_max(xr, V);
+    const float m = max_of(xr, V);
     float s = 0.0f;
 #pragma omp simd reduction(+ : s)
     for (int64_t v = 0; v < V; ++v) s += fast_exp(xr[v] - m);
@@ -142,7 +135,7 @@ void cross_entropy_rows(const float* logits, const int32_t* targets, int64_t row
     }
     PAYLESS_ASSERT(y >= 0 && y < V);  // the op checked the targets
     const float* xr = logits + r * V;
-    const float m = row_max(xr, V);
+    const float m = max_of(xr, V);
     float s = 0.0f;     // Σ exp(x − m)
     float gaps = 0.0f;  // Σ (m − x), each term >= 0
 #pragma omp simd reduction(+ : s, gaps)
