@@ -118,7 +118,8 @@ namespace {
 
 // The op composed of the ops it replaces: per-head batched matmuls, masked_fill, softmax, dropout.
 Tensor composed_attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t H,
-                          const Tensor& mask, bool causal, float p, uint64_t seed, uint64_t stream) {
+                          const Tensor& mask, bool causal, float p, uint64_t seed, uint64_t stream,
+                          float masked = kMasked) {
   const int64_t B = q.size(0), T = q.size(1), S = k.size(1), C = q.size(2), D = C / H;
   auto split = [&](const Tensor& x) { return transpose(reshape(x, {B, x.size(1), H, D}), 1, 2); };
   Tensor s = matmul(split(q), split(k), false, true);  // (B, H, T, S)
@@ -126,9 +127,9 @@ Tensor composed_attention(const Tensor& q, const Tensor& k, const Tensor& v, int
     Tensor future = Tensor::zeros({T, S});
     for (int64_t t = 0; t < T; ++t)
       for (int64_t j = t + S - T + 1; j < S; ++j) future.data()[t * S + j] = 1.0f;
-    s = masked_fill(s, future, kMasked);
+    s = masked_fill(s, future, masked);
   }
-  if (mask.defined()) s = masked_fill(s, reshape(mask, {B, 1, 1, S}), kMasked);
+  if (mask.defined()) s = masked_fill(s, reshape(mask, {B, 1, 1, S}), masked);
   Tensor probs = dropout(softmax(s), p, true, seed, stream);
   return reshape(transpose(matmul(probs, split(v)), 1, 2), {B, T, C});
 }
@@ -137,6 +138,7 @@ struct OpCase {
   int64_t B, T, S, H, D;
   bool causal, masked;
   float p;
+  float masked_score = kMasked;
 };
 
 }  // namespace
@@ -147,6 +149,14 @@ TEST_CASE("attention() equals the composed ops, forward and backward", "[attenti
       {3, 6, 6, 4, 16, true, false, 0.3f},  // decoder self-attention with dropout
       {2, 3, 5, 1, 8, true, true, 0.5f},    // causal with T < S, padding, dropout
       {3, 4, 4, 2, 4, false, true, 0.2f},   // a row whose keys are all padding
+      // Causal products skip what causality hides, tile by tile (4 and 8 rows, 16 and 32
+      // columns): sizes across several tiles with partial ones, D past a multiple of 16, a row
+      // with one padded key (skipping) and one whose first query sees only padding (no skipping).
+      {3, 37, 37, 2, 16, true, true, 0.1f},
+      {3, 29, 45, 3, 20, true, true, 0.0f},
+      {2, 40, 40, 1, 33, true, false, 0.2f},
+      // A masked score whose exp does not vanish: hidden keys keep a share, nothing is skipped.
+      {2, 37, 40, 2, 16, true, true, 0.1f, -2.0f},
   };
   for (const OpCase& c : cases) {
     INFO("B=" << c.B << " T=" << c.T << " S=" << c.S << " H=" << c.H << " D=" << c.D
@@ -157,8 +167,8 @@ TEST_CASE("attention() equals the composed ops, forward and backward", "[attenti
     auto run = [&](bool fused) {
       Tensor q = random_input({c.B, c.T, C}, 50, -2, 2), k = random_input({c.B, c.S, C}, 51, -2, 2),
              v = random_input({c.B, c.S, C}, 52);
-      Tensor out = fused ? attention(q, k, v, c.H, mask, c.causal, kMasked, c.p, true, 9, 4)
-                         : composed_attention(q, k, v, c.H, mask, c.causal, c.p, 9, 4);
+      Tensor out = fused ? attention(q, k, v, c.H, mask, c.causal, c.masked_score, c.p, true, 9, 4)
+                         : composed_attention(q, k, v, c.H, mask, c.causal, c.p, 9, 4, c.masked_score);
       backward(sum(mul(out, random_input(out.shape(), 53))));
       return std::vector<Tensor>{out, q.grad(), k.grad(), v.grad()};
     };

@@ -40,16 +40,30 @@ struct Strided {
   Strided rows_from(int64_t i) const { return {p + i * row, row, col}; }
 };
 
-// The rows [0, R) and columns [0, 16·NV) of C (= or +=) A · B (K inner): R·NV accumulators in
-// registers, per k NV loads of B and R broadcasts of A. R·NV >= 8 keeps two FMA units busy
-// through their 4-cycle latency (R = 4 with NV = 1 ran at half the rate of R = 4 with NV = 2).
+// Which parts of a per-head product causality leaves nonzero or needed. Row i of A is nonzero only
+// at k in [i + k_lo, i + k_hi), and row i of C is needed only in its columns j < i + col_hi (the
+// rest is left unwritten). Causal attention skips a good part of every product this way: query
+// t's weights past its last visible key are 0, a key gets no gradient from the queries before it,
+// and the scores of hidden keys are never read.
+struct Band {
+  static constexpr int64_t kNone = int64_t(1) << 40;
+  int64_t k_lo = -kNone, k_hi = kNone, col_hi = kNone;
+};
+constexpr Band kDense{};
+
+inline int64_t clamp_to(int64_t x, int64_t n) { return x < 0 ? 0 : x > n ? n : x; }
+
+// The rows [0, R) and columns [0, 16·NV) of C (= or +=) A · B, summing k over [k0, k1): R·NV
+// accumulators in registers, per k NV loads of B and R broadcasts of A. R·NV >= 8 keeps two FMA
+// units busy through their 4-cycle latency (R = 4 with NV = 1 ran at half the rate of R = 4 with
+// NV = 2).
 template <int R, int NV>
-inline void small_nn_tile(int64_t K, Strided A, const float* B, int64_t ldb, float* C, int64_t ldc,
-                          bool accumulate) {
+inline void small_nn_tile(int64_t k0, int64_t k1, Strided A, const float* B, int64_t ldb, float* C,
+                          int64_t ldc, bool accumulate) {
   Lanes acc[R][NV];
   for (int r = 0; r < R; ++r)
     for (int v = 0; v < NV; ++v) acc[r][v] = accumulate ? load_lanes(C + r * ldc + v * kLaneCount) : Lanes{};
-  for (int64_t k = 0; k < K; ++k) {
+  for (int64_t k = k0; k < k1; ++k) {
     Lanes b[NV];
     for (int v = 0; v < NV; ++v) b[v] = load_lanes(B + k * ldb + v * kLaneCount);
     for (int r = 0; r < R; ++r) {
@@ -61,28 +75,41 @@ inline void small_nn_tile(int64_t K, Strided A, const float* B, int64_t ldb, flo
     for (int v = 0; v < NV; ++v) store_lanes(C + r * ldc + v * kLaneCount, acc[r][v]);
 }
 
+// Rows [i, i + R) of the strip below, within the band.
 template <int R, int NV>
-inline void small_nn_strip(int64_t M, int64_t K, Strided A, const float* B, int64_t ldb, float* C,
-                           int64_t ldc, bool accumulate) {
-  int64_t i = 0;
-  for (; i + R <= M; i += R) small_nn_tile<R, NV>(K, A.rows_from(i), B, ldb, C + i * ldc, ldc, accumulate);
-  for (; i < M; ++i) small_nn_tile<1, NV>(K, A.rows_from(i), B, ldb, C + i * ldc, ldc, accumulate);
+inline void small_nn_band_tile(int64_t i, int64_t K, Strided A, const float* B, int64_t ldb, float* C,
+                               int64_t ldc, bool accumulate, Band band, int64_t j0) {
+  const int64_t last = i + R - 1;
+  if (j0 >= last + band.col_hi) return;  // no row of the tile needs these columns
+  const int64_t k0 = clamp_to(i + band.k_lo, K), k1 = clamp_to(last + band.k_hi, K);
+  small_nn_tile<R, NV>(k0, k0 > k1 ? k0 : k1, A.rows_from(i), B, ldb, C + i * ldc, ldc, accumulate);
 }
 
-// C (M×N, row stride ldc) = or += A (M×K) · B (K×N, ldb): the per-head products, whose sizes
-// (T, S up to a few hundred, D = 16 to 128) are far below what pays for a GEMM call. Each C[i, j]
-// sums k in order.
+// Columns [j0, j0 + 16·NV) of C for all M rows, R rows at a time; B and C point at column j0.
+template <int R, int NV>
+inline void small_nn_strip(int64_t M, int64_t K, Strided A, const float* B, int64_t ldb, float* C,
+                           int64_t ldc, bool accumulate, Band band, int64_t j0) {
+  int64_t i = 0;
+  for (; i + R <= M; i += R) small_nn_band_tile<R, NV>(i, K, A, B, ldb, C, ldc, accumulate, band, j0);
+  for (; i < M; ++i) small_nn_band_tile<1, NV>(i, K, A, B, ldb, C, ldc, accumulate, band, j0);
+}
+
+// C (M×N, row stride ldc) = or += A (M×K) · B (K×N, ldb), within `band`: the per-head products,
+// whose sizes (T, S up to a few hundred, D = 16 to 128) are far below what pays for a GEMM call.
+// Each C[i, j] sums k in order.
 void small_nn(int64_t M, int64_t N, int64_t K, Strided A, const float* B, int64_t ldb, float* C,
-              int64_t ldc, bool accumulate) {
+              int64_t ldc, bool accumulate, Band band = kDense) {
   int64_t j = 0;
   for (; j + 2 * kLaneCount <= N; j += 2 * kLaneCount)
-    small_nn_strip<4, 2>(M, K, A, B + j, ldb, C + j, ldc, accumulate);
+    small_nn_strip<4, 2>(M, K, A, B + j, ldb, C + j, ldc, accumulate, band, j);
   for (; j + kLaneCount <= N; j += kLaneCount)
-    small_nn_strip<8, 1>(M, K, A, B + j, ldb, C + j, ldc, accumulate);
+    small_nn_strip<8, 1>(M, K, A, B + j, ldb, C + j, ldc, accumulate, band, j);
   for (; j < N; ++j)
     for (int64_t i = 0; i < M; ++i) {
+      if (j >= i + band.col_hi) continue;
       float acc = accumulate ? C[i * ldc + j] : 0.0f;
-      for (int64_t k = 0; k < K; ++k) acc += A.at(i, k) * B[k * ldb + j];
+      for (int64_t k = clamp_to(i + band.k_lo, K); k < clamp_to(i + band.k_hi, K); ++k)
+        acc += A.at(i, k) * B[k * ldb + j];
       C[i * ldc + j] = acc;
     }
 }
@@ -133,9 +160,43 @@ bool worth_threads(const AttentionProblem& a) {
   return 2 * a.batch * a.heads * a.queries * a.keys * a.head_dim >= kParallelMinWork;
 }
 
+// The band of batch row b's causal products (see Band), or kDense. Query t sees keys
+// j < t + lead. The band needs the hidden keys' probabilities to be exactly 0: a masked_score
+// that vanishes, and no query that sees only padding (its p is uniform over all S keys, hidden
+// ones too, as its scores are all the same constant). Such a query is the first one, if any, so
+// that is the case when the keys query 0 sees are all padding.
+struct RowBands {
+  Band scores = kDense;           // (T, D)·(D, S): q·kᵀ, g·vᵀ
+  Band by_queries = kDense;       // (T, S)·(S, D): dropout(p)·v, ds·k
+  Band by_keys = kDense;          // (S, T)·(T, D): dsᵀ·q, dropout(p)ᵀ·g
+  bool banded = false;
+};
+RowBands row_bands(const AttentionProblem& a, const float* mask_row) {
+  RowBands r;
+  if (!a.causal || !(a.masked_score <= kVanishingScore)) return r;
+  const int64_t lead = a.keys - a.queries + 1;  // >= 1: causal needs S >= T
+  if (mask_row && std::all_of(mask_row, mask_row + lead, [](float m) { return m != 0.0f; })) return r;
+  r.scores = Band{-Band::kNone, Band::kNone, lead};
+  r.by_queries = Band{-Band::kNone, lead, Band::kNone};
+  r.by_keys = Band{1 - lead, Band::kNone, Band::kNone};
+  r.banded = true;
+  return r;
+}
+
+// The keys [0, width) a query's softmax runs over: all S, or where the band applies its visible
+// keys rounded up to whole vectors of 16 (the hidden ones among them masked, so exactly 0 after
+// the softmax). Rows of every length from 1 to S left up to 15 values per row to the scalar tail
+// of each vector loop, which cost more than the keys saved.
+inline int64_t softmax_width(const RowBands& bands, int64_t visible, int64_t S) {
+  if (!bands.banded) return S;
+  const int64_t rounded = (visible + kLaneCount - 1) / kLaneCount * kLaneCount;
+  return rounded < S ? rounded : S;
+}
+
 }  // namespace
 
-void attention_forward(const AttentionProblem& a, float masked_score, float* probs, float* out) {
+void attention_forward(const AttentionProblem& a, float* probs, float* out) {
+  const float masked_score = a.masked_score;
   const int64_t B = a.batch, T = a.queries, S = a.keys, H = a.heads, D = a.head_dim, C = H * D;
 #pragma omp parallel if (worth_threads(a))
   {
@@ -145,25 +206,32 @@ void attention_forward(const AttentionProblem& a, float masked_score, float* pro
 #pragma omp for schedule(static)
     for (int64_t b = 0; b < B; ++b) {
       const float* mask_row = a.key_padding_mask ? a.key_padding_mask + b * S : nullptr;
+      const RowBands bands = row_bands(a, mask_row);
       transpose_block(a.k + b * S * C, S, C, C, kT.data());
       for (int64_t h = 0; h < H; ++h) {
         const int64_t pair = b * H + h;
         const float* q = a.q + b * T * C + h * D;  // (T, D), row stride C
         const float* v = a.v + b * S * C + h * D;  // (S, D), row stride C
         float* p = probs + pair * T * S;           // (T, S)
-        small_nn(T, S, D, rows_of(q, C), kT.data() + h * D * S, S, p, S, false);  // scores
+        // Where the band applies, only the visible keys' scores are computed and the softmax runs
+        // over them (softmax_width); p and the weights are 0 past them, as exp(masked − max) is.
+        small_nn(T, S, D, rows_of(q, C), kT.data() + h * D * S, S, p, S, false, bands.scores);
         for (int64_t t = 0; t < T; ++t) {
           float* pt = p + t * S;
-          for (int64_t j = visible_keys(a, t); j < S; ++j) pt[j] = masked_score;
+          const int64_t visible = visible_keys(a, t), width = softmax_width(bands, visible, S);
+          for (int64_t j = visible; j < width; ++j) pt[j] = masked_score;
           if (mask_row)
-            for (int64_t j = 0; j < S; ++j) pt[j] = mask_row[j] != 0.0f ? masked_score : pt[j];
-          softmax_in_place(pt, S);
+            for (int64_t j = 0; j < width; ++j) pt[j] = mask_row[j] != 0.0f ? masked_score : pt[j];
+          softmax_in_place(pt, width);
+          std::fill(pt + width, pt + S, 0.0f);
           float* w = weights.data() + t * S;  // dropout(p)
-          dropout_factors(a, static_cast<uint64_t>((pair * T + t) * S), S, w);
+          dropout_factors(a, static_cast<uint64_t>((pair * T + t) * S), width, w);
 #pragma omp simd
-          for (int64_t j = 0; j < S; ++j) w[j] *= pt[j];
+          for (int64_t j = 0; j < width; ++j) w[j] *= pt[j];
+          std::fill(w + width, w + S, 0.0f);
         }
-        small_nn(T, D, S, rows_of(weights.data(), S), v, C, out + b * T * C + h * D, C, false);  // Σ_j w_j v_j
+        small_nn(T, D, S, rows_of(weights.data(), S), v, C, out + b * T * C + h * D, C, false,
+                 bands.by_queries);  // Σ_j w_j v_j
       }
     }
   }
@@ -179,6 +247,7 @@ void attention_backward(const AttentionProblem& a, const float* probs, const flo
 #pragma omp for schedule(static)
     for (int64_t b = 0; b < B; ++b) {
       const float* mask_row = a.key_padding_mask ? a.key_padding_mask + b * S : nullptr;
+      const RowBands bands = row_bands(a, mask_row);
       transpose_block(a.v + b * S * C, S, C, C, vT.data());
       for (int64_t h = 0; h < H; ++h) {
         const int64_t pair = b * H + h;
@@ -188,31 +257,37 @@ void attention_backward(const AttentionProblem& a, const float* probs, const flo
         const float* p = probs + pair * T * S;      // (T, S)
         // dp = dropout(g · vᵀ); ds_tj = p_tj (dp_tj - Σ_i p_ti dp_ti), 0 where j is hidden from
         // t (its score was a constant, whatever p is: a query that sees nothing has p uniform)
-        small_nn(T, S, D, rows_of(g, C), vT.data() + h * D * S, S, ds.data(), S, false);
+        small_nn(T, S, D, rows_of(g, C), vT.data() + h * D * S, S, ds.data(), S, false, bands.scores);
         for (int64_t t = 0; t < T; ++t) {
           const float* pt = p + t * S;
           float* kt = keep.data() + t * S;
           float* dst = ds.data() + t * S;
-          dropout_factors(a, static_cast<uint64_t>((pair * T + t) * S), S, kt);
+          const int64_t visible = visible_keys(a, t), width = softmax_width(bands, visible, S);
+          if (bands.banded) std::fill(dst + visible, dst + width, 0.0f);  // maybe not computed
+          dropout_factors(a, static_cast<uint64_t>((pair * T + t) * S), width, kt);
           float dot = 0.0f;
 #pragma omp simd reduction(+ : dot)
-          for (int64_t j = 0; j < S; ++j) {
+          for (int64_t j = 0; j < width; ++j) {
             dst[j] *= kt[j];
             dot += pt[j] * dst[j];
           }
-          const int64_t visible = visible_keys(a, t);
 #pragma omp simd
-          for (int64_t j = 0; j < S; ++j) {
+          for (int64_t j = 0; j < width; ++j) {
             dst[j] = j >= visible ? 0.0f : pt[j] * (dst[j] - dot);
             kt[j] *= pt[j];  // now dropout(p)
           }
+          std::fill(dst + width, dst + S, 0.0f);
+          std::fill(kt + width, kt + S, 0.0f);
           if (mask_row)
-            for (int64_t j = 0; j < S; ++j) dst[j] = mask_row[j] != 0.0f ? 0.0f : dst[j];
+            for (int64_t j = 0; j < width; ++j) dst[j] = mask_row[j] != 0.0f ? 0.0f : dst[j];
         }
-        if (dq) small_nn(T, D, S, rows_of(ds.data(), S), k, C, dq + b * T * C + h * D, C, true);  // += ds·k
-        if (dk) small_nn(S, D, T, columns_of(ds.data(), S), q, C, dk + b * S * C + h * D, C, true);  // += dsᵀ·q
+        if (dq)  // += ds·k
+          small_nn(T, D, S, rows_of(ds.data(), S), k, C, dq + b * T * C + h * D, C, true, bands.by_queries);
+        if (dk)  // += dsᵀ·q
+          small_nn(S, D, T, columns_of(ds.data(), S), q, C, dk + b * S * C + h * D, C, true, bands.by_keys);
         if (dv)  // += dropout(p)ᵀ·g
-          small_nn(S, D, T, columns_of(keep.data(), S), g, C, dv + b * S * C + h * D, C, true);
+          small_nn(S, D, T, columns_of(keep.data(), S), g, C, dv + b * S * C + h * D, C, true,
+                   bands.by_keys);
       }
     }
   }

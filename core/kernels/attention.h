@@ -33,16 +33,22 @@ struct AttentionProblem {
   const float* key_padding_mask = nullptr;  // (B, S), nonzero = padding; nullptr: none
   // Query t is position t + S - T and does not see later positions.
   bool causal = false;
+  // The score of a hidden (query, key) pair. At or below kVanishingScore its probability is
+  // exactly 0 next to any visible key (exp underflows), and causal rows then skip the hidden
+  // keys' arithmetic altogether.
+  float masked_score = 0.0f;
   // Inverted dropout on the probabilities of (B, H, T, S) with dropout_mask (core/rng.h): the
   // mask the dropout op draws for a (B, H, T, S) tensor.
   bool dropout = false;
   DropoutMask dropout_mask;
 };
 
-// Per batch row b, head h, query t: s_j = q_t·k_j, or masked_score where the padding mask or
+constexpr float kVanishingScore = -1e20f;
+
+// Per batch row b, head h, query t: s_j = q_t·k_j, or a.masked_score where the padding mask or
 // causality hides j; p = softmax(s) is written to probs (B, H, T, S) (for the backward);
 // out_t = Σ_j dropout(p)_j · v_j is written to out (B, T, C).
-void attention_forward(const AttentionProblem& a, float masked_score, float* probs, float* out);
+void attention_forward(const AttentionProblem& a, float* probs, float* out);
 
 // Given dout (B, T, C) and the forward's probs, ADDS the gradients to dq (B, T, C), dk and dv
 // (B, S, C); pass nullptr for any not wanted. Two of them may be the same buffer (q and k the

@@ -40,6 +40,7 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t head
   a.heads = heads;
   a.head_dim = C / heads;
   a.causal = causal;
+  a.masked_score = masked_score;
   if (training && dropout_p > 0.0f) {
     a.dropout = true;
     a.dropout_mask = dropout_mask(dropout_p, seed, stream);
@@ -50,7 +51,7 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t head
   a.k = k.data();
   a.v = v.data();
   a.key_padding_mask = key_padding_mask.defined() ? key_padding_mask.data() : nullptr;
-  kernels::attention_forward(a, masked_score, probs.data(), out.data());
+  kernels::attention_forward(a, probs.data(), out.data());
 
   if (needs_grad(q, k, v)) {
     record(out, [q, k, v, key_padding_mask, probs, a](const Tensor& dout) mutable {
