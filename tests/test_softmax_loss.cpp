@@ -20,10 +20,10 @@ using Inputs = std::vector<Tensor>;
 
 namespace {
 
-// Row counts × widths the kernels are compared at; the last one is past kParallelMinWork, so with
-// 2 threads the rows really are split.
-const int64_t kShapes[][2] = {{1, 1}, {1, 7}, {7, 13}, {13, 33}, {33, 129}, {129, 1}, {129, 129},
-                              {257, 129}};
+// Row counts × widths the kernels are compared at; the last two are past kParallelMinWork, so with
+// 2 threads the rows really are split. Widths up to 16 take the one-vector-per-row path.
+const int64_t kShapes[][2] = {{1, 1}, {1, 7}, {7, 13}, {5, 16}, {4, 17}, {13, 33}, {33, 129},
+                              {129, 1}, {129, 129}, {257, 129}, {11001, 3}};
 
 }  // namespace
 
