@@ -45,26 +45,6 @@ TEST_CASE("fast_exp is within a few ulp of exp over the whole float range", "[op
   CHECK(std::isnan(kernels::fast_exp(std::numeric_limits<float>::quiet_NaN())));
 }
 
-TEST_CASE("max_of is the largest value at every length and position, NaN passed over",
-          "[ops][softmax][kernels]") {
-  const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
-  CHECK(kernels::max_of(nullptr, 0) == -inf);
-  for (int64_t n : {1, 2, 15, 16, 17, 31, 32, 33, 1000}) {
-    std::vector<float> x(static_cast<size_t>(n));
-    for (int64_t i = 0; i < n; ++i) x[i] = -1.0f - 0.25f * static_cast<float>((i * 7) % 13);
-    for (int64_t at = 0; at < n; at += std::max<int64_t>(1, n / 7)) {  // the max in every block
-      std::vector<float> y = x;
-      y[at] = -0.5f;
-      INFO("n = " << n << ", max at " << at);
-      CHECK(kernels::max_of(y.data(), n) == -0.5f);
-      y[(at + 1) % n] = nan;
-      if (n > 1) CHECK(kernels::max_of(y.data(), n) == -0.5f);
-    }
-  }
-  const float with_inf[] = {-inf, -inf, 3.0f, -inf};
-  CHECK(kernels::max_of(with_inf, 4) == 3.0f);
-}
-
 TEST_CASE("softmax kernels equal their reference loops at odd sizes", "[ops][softmax][kernels]") {
   for (int threads : {1, 2}) {
     ThreadScope scope(threads);

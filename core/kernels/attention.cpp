@@ -7,9 +7,10 @@
 #include <vector>
 
 #include "core/kernels/matmul.h"
+#include "core/kernels/reduce.h"
+#include "core/kernels/softmax.h"
 #include "core/parallel.h"
 #include "core/rng.h"
-#include "core/kernels/softmax.h"
 
 namespace payless::kernels {
 
@@ -125,13 +126,9 @@ void transpose_block(const float* x, int64_t rows, int64_t cols, int64_t ld, flo
 // x[0..n) -> softmax(x): x_j = exp(x_j - max) / Σ exp(x_i - max). Used by both kernels below.
 void softmax_in_place(float* x, int64_t n) {
   const float max = max_of(x, n);
-  float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-  for (int64_t j = 0; j < n; ++j) {
-    x[j] = fast_exp(x[j] - max);
-    sum += x[j];
-  }
-  const float inv = 1.0f / sum;
+#pragma omp simd
+  for (int64_t j = 0; j < n; ++j) x[j] = fast_exp(x[j] - max);
+  const float inv = 1.0f / sum_of(x, n);
 #pragma omp simd
   for (int64_t j = 0; j < n; ++j) x[j] *= inv;
 }
@@ -265,12 +262,9 @@ void attention_backward(const AttentionProblem& a, const float* probs, const flo
           const int64_t visible = visible_keys(a, t), width = softmax_width(bands, visible, S);
           if (bands.banded) std::fill(dst + visible, dst + width, 0.0f);  // maybe not computed
           dropout_factors(a, static_cast<uint64_t>((pair * T + t) * S), width, kt);
-          float dot = 0.0f;
-#pragma omp simd reduction(+ : dot)
-          for (int64_t j = 0; j < width; ++j) {
-            dst[j] *= kt[j];
-            dot += pt[j] * dst[j];
-          }
+#pragma omp simd
+          for (int64_t j = 0; j < width; ++j) dst[j] *= kt[j];
+          const float dot = dot_of(pt, dst, width);
 #pragma omp simd
           for (int64_t j = 0; j < width; ++j) {
             dst[j] = j >= visible ? 0.0f : pt[j] * (dst[j] - dot);
@@ -339,9 +333,7 @@ void attend_cached(const CachedAttention& a, float masked_score) {
           const float* kl = k + l * C;
           prefetch_floats(kl + kPrefetchPositions * C, C);
           for (int64_t h = 0; h < H; ++h) {
-            float s = 0.0f;
-#pragma omp simd reduction(+ : s)
-            for (int64_t d = 0; d < D; ++d) s += q[h * D + d] * kl[h * D + d];
+            const float s = dot_of(q + h * D, kl + h * D, D);
             p[h * L + l] = mask && mask[l] != 0.0f ? masked_score : s;
           }
         }

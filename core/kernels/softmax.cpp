@@ -24,24 +24,9 @@ double log_sum_exp_reference(const float* x, int64_t V) {
 
 // Rows of at most 16 values (the K taps of a dynamic convolution's weights): one row per vector,
 // padded. A row that short leaves every vector loop above to its scalar tail and its reduction
-// epilogue; one padded vector per row was 3.3x (K = 3) to 4.7x (K = 15) as fast.
+// epilogue; one padded vector per row, summed by sum_of, was 3.3x (K = 3) to 4.7x (K = 15) as
+// fast.
 constexpr int64_t kShortRow = 16;
-typedef float Lanes __attribute__((vector_size(64)));
-typedef float HalfLanes __attribute__((vector_size(32)));
-typedef float QuarterLanes __attribute__((vector_size(16)));
-
-// The sum of 16 lanes by halving (8, 4, then pairs): a few vector adds instead of a chain of 16.
-inline float fold_sum(const float* block16) {
-  HalfLanes a, b;
-  std::memcpy(&a, block16, sizeof a);
-  std::memcpy(&b, block16 + 8, sizeof b);
-  const HalfLanes h = a + b;
-  QuarterLanes c, d;
-  std::memcpy(&c, &h, sizeof c);
-  std::memcpy(&d, reinterpret_cast<const char*>(&h) + sizeof c, sizeof d);
-  const QuarterLanes q = c + d;
-  return (q[0] + q[2]) + (q[1] + q[3]);
-}
 
 // block[0..16) = x[0..V), then `pad` (V <= 16).
 inline void load_padded(const float* x, int64_t V, float pad, float* block) {
@@ -55,7 +40,7 @@ void softmax_short_row(const float* x, float* y, int64_t V) {
   const float m = max_of(block, kShortRow);
 #pragma omp simd
   for (int64_t l = 0; l < kShortRow; ++l) block[l] = fast_exp(block[l] - m);
-  const float inv = 1.0f / fold_sum(block);
+  const float inv = 1.0f / sum_of(block, kShortRow);
   for (int64_t v = 0; v < V; ++v) y[v] = block[v] * inv;
 }
 
@@ -128,9 +113,7 @@ void softmax_backward_rows(const float* y, const float* dy, float* dx, int64_t r
       float yb[kShortRow], gb[kShortRow];
       load_padded(yr, V, 0.0f, yb);
       load_padded(gr, V, 0.0f, gb);
-#pragma omp simd
-      for (int64_t l = 0; l < kShortRow; ++l) yb[l] *= gb[l];
-      dot = fold_sum(yb);
+      dot = dot_of(yb, gb, kShortRow);
     } else {
 #pragma omp simd reduction(+ : dot)
       for (int64_t v = 0; v < V; ++v) dot += gr[v] * yr[v];

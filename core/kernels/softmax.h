@@ -13,6 +13,8 @@
 #include <cstring>
 #include <limits>
 
+#include "core/kernels/reduce.h"
+
 namespace payless::kernels {
 
 // exp(x) in float, inlined and vectorisable, within 2 ulp of the true value.
@@ -52,17 +54,6 @@ inline float fast_exp(float x) {
   float y = p * two_n;
   y = x < kLow ? 0.0f : y;
   return x > kHigh ? std::numeric_limits<float>::infinity() : y;
-}
-
-// max(x[0..n)), -inf for n = 0; NaNs are passed over. Written as `x > m ? x : m`, which is
-// exactly one vmaxps per 16 values; GCC 12 does not vectorise std::max(m, x) even under
-// `omp simd reduction(max)`, and the scalar chain of dependent maxes that it leaves (3 cycles per
-// value) was over half the time of the cross-entropy over a 1000-word vocabulary.
-inline float max_of(const float* x, int64_t n) {
-  float m = -std::numeric_limits<float>::infinity();
-#pragma omp simd reduction(max : m)
-  for (int64_t i = 0; i < n; ++i) m = x[i] > m ? x[i] : m;
-  return m;
 }
 
 // y = softmax(x) per row:  y[v] = exp(x[v] − m) / Σ_u exp(x[u] − m),  m = max_u x[u].
