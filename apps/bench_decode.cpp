@@ -14,10 +14,10 @@
 // Definitions: docs/benchmarks.md; the PyTorch twin: bench/torch_reference.py.
 #include <algorithm>
 #include <cstdio>
-#include <limits>
 
 #include "apps/bench.h"
 #include "core/autograd.h"
+#include "core/kernels/reduce.h"
 #include "models/beam_search.h"
 #include "models/language_model.h"
 #include "models/translation_model.h"
@@ -35,9 +35,7 @@ void argmax_rows(const Tensor& logits, std::vector<int32_t>& out) {
   const float* p = logits.data();
   for (int64_t n = 0; n < N; ++n) {
     const float* row = p + n * V;
-    float best = -std::numeric_limits<float>::infinity();
-#pragma omp simd reduction(max : best)
-    for (int64_t v = 0; v < V; ++v) best = row[v] > best ? row[v] : best;  // NaN: keeps best
+    const float best = kernels::max_of(row, V);  // NaN: passed over
     int64_t at = 0;
     while (at < V && !(row[at] == best)) ++at;
     out[n] = static_cast<int32_t>(at < V ? at : 0);
