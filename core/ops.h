@@ -22,8 +22,10 @@ namespace payless {
 // trans_a). Batched: a and b of rank 3 or 4 with equal leading dims multiply matrix by matrix;
 // a batched a times a 2-D b multiplies every matrix of a by b. OpenBLAS sgemm.
 Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a = false, bool trans_b = false);
-// x (..., in) · weightᵀ (out, in) + bias (out) -> (..., out). bias may be undefined.
-Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor());
+// scale · (x (..., in) · weightᵀ (out, in) + bias (out)) -> (..., out). bias may be undefined.
+// The scale costs nothing: it is the GEMMs' alpha and the factor the bias rows start from (the
+// attention's query scaling, which as a separate op was a pass over the queries each way).
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor(), float scale = 1.0f);
 
 // ---------------------------------------------------------------- elementwise.cpp
 // Binary ops broadcast like numpy: shapes are aligned at the right; a size-1 or missing dim

@@ -139,7 +139,7 @@ void MultiheadAttention::check_input(const char* what, const Tensor& x) const {
 
 Tensor MultiheadAttention::project_query(const Tensor& x) const {
   // The scale multiplies the projected query bias included, as fairseq does (spec §5.1).
-  return scale(q_proj.forward(x), 1.0f / std::sqrt(static_cast<float>(head_dim)));  // (B, T, C)
+  return q_proj.forward(x, 1.0f / std::sqrt(static_cast<float>(head_dim)));  // (B, T, C)
 }
 
 Tensor MultiheadAttention::attend(const Tensor& q, const Tensor& k, const Tensor& v,

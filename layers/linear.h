@@ -31,8 +31,8 @@ class Linear : public Module {
     }
   }
 
-  // x (..., in) -> (..., out)
-  Tensor forward(const Tensor& x) const { return linear(x, weight, bias); }
+  // x (..., in) -> (..., out); scale · (x·Wᵀ + b) when given a scale (free: see linear()).
+  Tensor forward(const Tensor& x, float scale = 1.0f) const { return linear(x, weight, bias, scale); }
 
   const int64_t in_features, out_features;
   Tensor weight;  // (out, in)

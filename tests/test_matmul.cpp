@@ -109,6 +109,9 @@ TEST_CASE("linear is x · Wᵀ + bias over all leading dims", "[ops][matmul]") {
   // A zero-width input leaves just the bias.
   CHECK(linear(Tensor::zeros({3, 0}), Tensor::zeros({2, 0}), bias).to_vector() ==
         std::vector<float>{10, 20, 10, 20, 10, 20});
+  // A scale multiplies the whole affine map, bias included.
+  CHECK(linear(x, w, bias, 0.5f).to_vector() == std::vector<float>{7, 11, 10, 12.5f});
+  CHECK(linear(x, w, Tensor(), -2.0f).to_vector() == std::vector<float>{-8, -4, -20, -10});
 }
 
 TEST_CASE("matmul gradients: every transpose combination, batched and broadcast",
@@ -146,6 +149,20 @@ TEST_CASE("linear gradients", "[ops][matmul][gradcheck]") {
   check_gradients("linear 3-D with bias", {random_input({2, 3, 4}, 5), w, bias}, with_bias);
   check_gradients("linear 4-D without bias", {random_input({2, 2, 3, 4}, 6), w}, without);
   check_gradients("linear 1-D with bias", {random_input({4}, 7), w, bias}, with_bias);
+  auto scaled = [](const Inputs& in) { return linear(in[0], in[1], in[2], 0.35f); };
+  check_gradients("linear 3-D with bias, scaled", {random_input({2, 3, 4}, 8), w, bias}, scaled);
+  // The scaled op against the two ops it folds together, values and all three gradients.
+  auto both = [&](bool folded) {
+    Tensor x = random_input({2, 3, 4}, 9), wc = random_input({5, 4}, 1), bc = random_input({5}, 2);
+    Tensor y = folded ? linear(x, wc, bc, 0.35f) : scale(linear(x, wc, bc), 0.35f);
+    backward(sum(mul(y, random_input(y.shape(), 10))));
+    return std::vector<Tensor>{y, x.grad(), wc.grad(), bc.grad()};
+  };
+  const std::vector<Tensor> folded = both(true), composed = both(false);
+  for (size_t i = 0; i < folded.size(); ++i) {
+    INFO("tensor " << i << " (y, dx, dW, db)");
+    CHECK(max_abs_diff(folded[i], composed[i]) <= 1e-5f);
+  }
 }
 
 TEST_CASE("matmul and linear shape errors name the op and both shapes", "[ops][matmul][errors]") {

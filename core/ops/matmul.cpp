@@ -122,7 +122,7 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b) {
 }
 
 // y (R, out) = x (R, in) · Wᵀ + bias, with R all leading dims of x flattened (x is contiguous).
-Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, float scale) {
   if (weight.rank() != 2)
     fail("linear: weight ", weight.describe(), " must be 2-D (out, in); x is ", x.describe());
   if (x.rank() < 1 || x.size(-1) != weight.size(1))
@@ -138,35 +138,37 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   float* py = y.data();
   float beta = 0.0f;
   if (bias.defined()) {
-    // Start every row from the bias and let sgemm add x·Wᵀ to it (beta = 1): one pass over y.
+    // Start every row from the (scaled) bias and let sgemm add scale·x·Wᵀ to it (beta = 1):
+    // one pass over y.
     const float* pbias = bias.data();
     for (int64_t r = 0; r < rows; ++r)
-      for (int64_t o = 0; o < out; ++o) py[r * out + o] = pbias[o];
+      for (int64_t o = 0; o < out; ++o) py[r * out + o] = scale * pbias[o];
     beta = 1.0f;
   }
-  kernels::gemm(false, true, rows, out, in, 1.0f, x.data(), in, weight.data(), in, beta, py, out);
+  kernels::gemm(false, true, rows, out, in, scale, x.data(), in, weight.data(), in, beta, py, out);
 
   if (needs_grad(x, weight, bias)) {
-    record(y, [x, weight, bias, rows, in, out](const Tensor& dy) mutable {
+    record(y, [x, weight, bias, rows, in, out, scale](const Tensor& dy) mutable {
       const float* g = dy.data();  // (R, out)
-      // dx (R, in) += dy (R, out) · W (out, in); a fresh buffer is written (beta = 0).
+      // dx (R, in) += scale · dy (R, out) · W (out, in); a fresh buffer is written (beta = 0).
       if (x.requires_grad()) {
         const Tensor::GradTarget gx = x.grad_target();
-        kernels::gemm(false, false, rows, in, out, 1.0f, g, out, weight.data(), in, gx.beta(),
+        kernels::gemm(false, false, rows, in, out, scale, g, out, weight.data(), in, gx.beta(),
                       gx.data, in);
       }
-      // dW (out, in) += dyᵀ (out, R) · x (R, in): every position of every batch in one GEMM.
+      // dW (out, in) += scale · dyᵀ (out, R) · x (R, in): every position of every batch in one
+      // GEMM.
       if (weight.requires_grad()) {
         const Tensor::GradTarget gw = weight.grad_target();
-        kernels::gemm(true, false, out, in, rows, 1.0f, g, out, x.data(), in, gw.beta(), gw.data,
+        kernels::gemm(true, false, out, in, rows, scale, g, out, x.data(), in, gw.beta(), gw.data,
                       in);
       }
-      // dbias (out) += Σ_rows dy: rows in order, so the sum does not depend on threads.
+      // dbias (out) += scale · Σ_rows dy: rows in order, so the sum does not depend on threads.
       if (bias.defined() && bias.requires_grad()) {
         const Tensor::GradTarget gbias = bias.grad_target();
         if (gbias.fresh) std::fill_n(gbias.data, out, 0.0f);  // `out` floats: nothing to save
         for (int64_t r = 0; r < rows; ++r)
-          for (int64_t o = 0; o < out; ++o) gbias.data[o] += g[r * out + o];
+          for (int64_t o = 0; o < out; ++o) gbias.data[o] += scale * g[r * out + o];
       }
     });
   }
