@@ -1,5 +1,5 @@
-// Reductions of one short row (a softmax row, the head dimension of a dot product, the channels
-// of a layer norm) to one float, written so that GCC vectorises them well.
+// Reductions of one short row (a softmax row, the head dimension of a dot product) to one
+// float, written so that GCC vectorises them well.
 //
 // An `omp simd reduction` vectorises the loop but ends it by folding the 16 lanes with 16
 // dependent scalar operations (for max, GCC 12 does not vectorise std::max at all). On rows of
