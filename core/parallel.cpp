@@ -3,9 +3,16 @@
 
 #include <cblas.h>
 #include <omp.h>
+#include <sched.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <cstdlib>
+#include <mutex>
+#include <thread>
+#include <vector>
 
 #include "core/error.h"
 
@@ -18,6 +25,166 @@ void set_num_threads(int n) {
 }
 
 int num_threads() { return omp_get_max_threads(); }
+
+namespace {
+
+// The helper threads of parallel_chunks and the one job they share.
+//
+// `ticket` holds the job's number (high 32 bits) and the next chunk to hand out (low 32 bits).
+// A chunk is claimed by a compare-and-swap of the ticket from (job, i) to (job, i + 1), so a
+// helper still holding an earlier job can never take a chunk of a later one. To publish a job the
+// caller first closes the ticket under the new number (kClosed: nothing to take), then writes the
+// job (release), then opens the ticket at chunk 0. A helper reads the ticket, the job (acquire),
+// and the ticket again: if the job it read were a later one, the second read would show that
+// later number, because the job's release-write came after the closing of that number.
+class Helpers {
+ public:
+  static Helpers& instance() {
+    static Helpers helpers;
+    return helpers;
+  }
+  ~Helpers() { stop(); }
+
+  void run(int64_t chunks, const std::function<void(int64_t)>& chunk, int helpers) {
+    std::lock_guard<std::mutex> one_job_at_a_time(run_mutex_);
+    if (static_cast<int>(threads_.size()) != helpers) {
+      stop();
+      start(helpers);
+    }
+    const uint64_t job = ++job_;
+    ticket_.store(job << 32 | kClosed, std::memory_order_seq_cst);
+    finished_.store(0, std::memory_order_relaxed);
+    chunk_.store(&chunk, std::memory_order_release);
+    chunks_.store(chunks, std::memory_order_release);
+    ticket_.store(job << 32, std::memory_order_seq_cst);
+    // Sleeping helpers are woken through the mutex, so that none can check the ticket, miss the
+    // job and then sleep past the notification. (The ticket store above and this load are both
+    // sequentially consistent, as are the helper's increment and its check of the ticket.)
+    if (sleepers_.load(std::memory_order_seq_cst) > 0) {
+      { std::lock_guard<std::mutex> lock(mutex_); }
+      wake_.notify_all();
+    }
+    const int64_t mine = work(job, chunks, chunk);
+    // The chunks the helpers took: each is short, and the helper that took it is running (if the
+    // system took its core away meanwhile, yielding gives it back).
+    for (int spin = 1; mine + finished_.load(std::memory_order_acquire) < chunks; ++spin)
+      if (spin % 64 != 0) pause();
+      else sched_yield();
+  }
+
+ private:
+  static constexpr uint64_t kClosed = 0xFFFFFFFFu;
+
+  static void pause() {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+  }
+
+  // Takes and runs chunks of `job` until none is left; returns how many it ran.
+  int64_t work(uint64_t job, int64_t chunks, const std::function<void(int64_t)>& chunk) {
+    int64_t ran = 0;
+    uint64_t t = ticket_.load(std::memory_order_acquire);
+    for (;;) {
+      const uint64_t next = t & kClosed;
+      if (t >> 32 != job || next >= static_cast<uint64_t>(chunks)) return ran;
+      if (ticket_.compare_exchange_weak(t, t + 1, std::memory_order_acq_rel, std::memory_order_acquire)) {
+        chunk(static_cast<int64_t>(next));
+        ++ran;
+        t = ticket_.load(std::memory_order_acquire);
+      }
+    }
+  }
+
+  void helper_loop() {
+    using Clock = std::chrono::steady_clock;
+    uint64_t seen = job_number(ticket_.load(std::memory_order_acquire));
+    for (;;) {
+      // Wait for a job newer than `seen`: poll, yielding the core, then sleep.
+      Clock::time_point poll_until = Clock::now() + std::chrono::microseconds(kHelperPollMicroseconds);
+      uint64_t t;
+      for (int spin = 1;; ++spin) {
+        t = ticket_.load(std::memory_order_acquire);
+        if (stopping_.load(std::memory_order_relaxed)) return;
+        if (is_new_open(t, seen)) break;
+        if (spin % 64 != 0) {
+          pause();
+        } else if (Clock::now() < poll_until) {
+          sched_yield();
+        } else {
+          std::unique_lock<std::mutex> lock(mutex_);
+          sleepers_.fetch_add(1, std::memory_order_seq_cst);
+          wake_.wait(lock, [&] {
+            return stopping_.load(std::memory_order_relaxed) ||
+                   is_new_open(ticket_.load(std::memory_order_seq_cst), seen);
+          });
+          sleepers_.fetch_sub(1, std::memory_order_relaxed);
+          poll_until = Clock::now() + std::chrono::microseconds(kHelperPollMicroseconds);
+        }
+      }
+      const uint64_t job = t >> 32;
+      const std::function<void(int64_t)>* chunk = chunk_.load(std::memory_order_acquire);
+      const int64_t chunks = chunks_.load(std::memory_order_acquire);
+      if (ticket_.load(std::memory_order_acquire) >> 32 != job) continue;  // a later job came
+      seen = job;
+      const int64_t ran = work(job, chunks, *chunk);
+      if (ran > 0) finished_.fetch_add(ran, std::memory_order_release);
+    }
+  }
+
+  static uint64_t job_number(uint64_t ticket) { return ticket >> 32; }
+  static bool is_new_open(uint64_t ticket, uint64_t seen) {
+    return ticket >> 32 != seen && (ticket & kClosed) != kClosed;
+  }
+
+  void start(int helpers) {
+    stopping_.store(false);
+    for (int i = 0; i < helpers; ++i) threads_.emplace_back([this] { helper_loop(); });
+  }
+
+  void stop() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stopping_.store(true);
+    }
+    wake_.notify_all();
+    for (std::thread& t : threads_) t.join();
+    threads_.clear();
+  }
+
+  std::mutex run_mutex_;  // one caller's job at a time
+  uint64_t job_ = 0;      // the caller's job counter (under run_mutex_)
+  std::vector<std::thread> threads_;
+  std::atomic<uint64_t> ticket_{0};
+  std::atomic<const std::function<void(int64_t)>*> chunk_{nullptr};
+  std::atomic<int64_t> chunks_{0};
+  std::atomic<int64_t> finished_{0};  // chunks the helpers ran, of the current job
+  std::atomic<int> sleepers_{0};
+  std::atomic<bool> stopping_{false};
+  std::mutex mutex_;
+  std::condition_variable wake_;
+};
+
+thread_local bool in_chunk = false;
+
+}  // namespace
+
+void parallel_chunks(int64_t chunks, const std::function<void(int64_t)>& chunk) {
+  PAYLESS_ASSERT(!in_chunk && !omp_in_parallel());
+  PAYLESS_ASSERT(chunks >= 0 && chunks < (int64_t{1} << 31));
+  const int helpers = num_threads() - 1;
+  if (helpers == 0 || chunks <= 1) {
+    for (int64_t i = 0; i < chunks; ++i) chunk(i);
+    return;
+  }
+  // Marks the helpers' chunks too (each runs on a helper thread inside this call).
+  const std::function<void(int64_t)> marked = [&chunk](int64_t i) {
+    in_chunk = true;
+    chunk(i);
+    in_chunk = false;
+  };
+  Helpers::instance().run(chunks, marked, helpers);
+}
 
 // Why payless waits passively unless told otherwise. With the default policy, GNU OpenMP's idle
 // threads spin for a while (GOMP_SPINCOUNT, 300000 rounds) at every barrier before sleeping; an

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 
 namespace payless {
 
@@ -21,5 +22,19 @@ int num_threads();
 void default_to_passive_wait_policy(char** argv);
 
 constexpr int64_t kParallelMinWork = 32768;
+
+// Runs chunk(i) for every i in [0, chunks), on the calling thread and num_threads() - 1 helper
+// threads of payless's own, each taking the next undone i until none is left; returns when all
+// are done. Which thread runs which i varies, so chunk(i) must write only its own part of the
+// output (then the result has the same bits at any thread count).
+// For runs of short jobs issued one after another, which an OpenMP region serves badly under the
+// passive wait policy: every region wakes its sleeping threads through the kernel, about 40 µs,
+// as long as the one-row product of a 512 x 512 weight it would split. After a job the helpers
+// keep looking for the next one for kHelperPollMicroseconds (yielding the core to any other
+// thread that wants it) and only then sleep, so the 40-odd products of a decoding step wake
+// them once, not 40 times. The caller never waits for a helper that has not started: chunks
+// nobody took, it runs itself. Must not be called from inside an OpenMP region or a chunk.
+void parallel_chunks(int64_t chunks, const std::function<void(int64_t)>& chunk);
+constexpr int64_t kHelperPollMicroseconds = 200;
 
 }  // namespace payless

@@ -1,0 +1,65 @@
+// parallel_chunks (core/parallel.h): every chunk runs exactly once, job after job, at 1, 2 and 3
+// threads, across changes of the thread count, when the helpers have gone to sleep between jobs,
+// and with empty and one-chunk jobs; and the helpers do take part.
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <mutex>
+#include <set>
+#include <thread>
+#include <vector>
+
+#include "core/parallel.h"
+#include "tests/support/compare.h"
+
+using namespace payless;
+using namespace payless::testing;
+
+namespace {
+
+// Runs one job of `chunks` chunks and checks each ran once; returns the threads that ran them.
+std::set<std::thread::id> run_counted(int64_t chunks, std::chrono::microseconds per_chunk = {}) {
+  std::vector<std::atomic<int>> runs(static_cast<size_t>(chunks));
+  for (auto& r : runs) r.store(0);
+  std::mutex mutex;
+  std::set<std::thread::id> threads;
+  parallel_chunks(chunks, [&](int64_t i) {
+    runs[static_cast<size_t>(i)].fetch_add(1);
+    if (per_chunk.count() > 0) std::this_thread::sleep_for(per_chunk);
+    std::lock_guard<std::mutex> lock(mutex);
+    threads.insert(std::this_thread::get_id());
+  });
+  int64_t wrong = 0;
+  for (auto& r : runs) wrong += r.load() != 1;
+  CHECK(wrong == 0);
+  return threads;
+}
+
+}  // namespace
+
+TEST_CASE("parallel_chunks runs every chunk once, job after job", "[parallel]") {
+  for (int threads : {1, 2, 3, 2}) {
+    ThreadScope scope(threads);
+    INFO("threads " << threads);
+    for (int64_t chunks : {0, 1, 2, 3, 7, 64, 1000}) {
+      INFO("chunks " << chunks);
+      for (int job = 0; job < 50; ++job) run_counted(chunks);
+    }
+    // Past the helpers' polling time they sleep; the next job must wake them or run without them.
+    for (int job = 0; job < 5; ++job) {
+      std::this_thread::sleep_for(std::chrono::microseconds(3 * kHelperPollMicroseconds));
+      run_counted(37);
+    }
+  }
+}
+
+TEST_CASE("parallel_chunks hands chunks to the helpers", "[parallel]") {
+  ThreadScope scope(2);
+  // 200 chunks of 100 µs each: the helper, awake or woken, takes some of them.
+  CHECK(run_counted(200, std::chrono::microseconds(100)).size() == 2);
+  ThreadScope one(1);
+  const std::set<std::thread::id> alone = run_counted(20);
+  REQUIRE(alone.size() == 1);
+  CHECK(*alone.begin() == std::this_thread::get_id());
+}
