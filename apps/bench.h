@@ -97,8 +97,9 @@ FlopCount count_forward_flops(const ModelConfig& config, int64_t B, int64_t S, i
 double current_rss_mb();  // VmRSS now
 double peak_rss_mb();     // getrusage ru_maxrss: the peak over the whole process
 double load_average();    // 1-minute load from /proc/loadavg
-// Seconds of one pass summing the n floats at p (n a multiple of 64) with `threads` threads: how
-// fast memory delivers a stream that is only read, as the weights of a batch-1 decoding step are.
+// Seconds of one pass summing the n floats at p (n a multiple of 64) with `threads` threads (set
+// as the thread count if it is not already): how fast memory delivers a stream that is only
+// read, as the weights of a batch-1 decoding step are.
 double read_pass_seconds(const float* p, int64_t n, int threads);
 std::string self_exe();   // absolute path of this program (readlink /proc/self/exe)
 

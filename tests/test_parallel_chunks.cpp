@@ -1,6 +1,7 @@
 // parallel_chunks (core/parallel.h): every chunk runs exactly once, job after job, at 1, 2 and 3
 // threads, across changes of the thread count, when the helpers have gone to sleep between jobs,
-// and with empty and one-chunk jobs; and the helpers do take part.
+// and with empty and one-chunk jobs; the helpers do take part; and a split one-row product keeps
+// its bits.
 #include <catch2/catch.hpp>
 
 #include <atomic>
@@ -10,6 +11,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/kernels/matmul.h"
 #include "core/parallel.h"
 #include "tests/support/compare.h"
 
@@ -62,4 +64,19 @@ TEST_CASE("parallel_chunks hands chunks to the helpers", "[parallel]") {
   const std::set<std::thread::id> alone = run_counted(20);
   REQUIRE(alone.size() == 1);
   CHECK(*alone.begin() == std::this_thread::get_id());
+}
+
+TEST_CASE("a one-row product split over the helpers has the bits of one thread",
+          "[parallel][kernels][matmul]") {
+  // 1 x 2000 x 512: over kSmallGemmParallelWork, so split at two threads, in many chunks.
+  const int64_t N = 2000, K = 512;
+  REQUIRE(N * K >= kernels::kSmallGemmParallelWork);
+  const std::vector<float> x = random_values(K, 5), W = random_values(N * K, 6);
+  check_same_bits_at_1_and_2_threads([&] {
+    std::vector<float> y(N, 0.0f);
+    for (int rep = 0; rep < 20; ++rep)  // back to back, as in a decoding step
+      kernels::gemm_small_m_path(false, true, 1, N, K, 1.0f, x.data(), K, W.data(), K, 0.0f,
+                                 y.data(), N);
+    return y;
+  });
 }

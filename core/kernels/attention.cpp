@@ -302,14 +302,16 @@ inline void prefetch_floats(const float* p, int64_t n) {
   for (int64_t i = 0; i < n; i += 16) __builtin_prefetch(p + i);
 }
 constexpr int64_t kPrefetchPositions = 4;
+constexpr int64_t kCachedAttentionParallelWork = int64_t{1} << 20;
 
 }  // namespace
 
 void attend_cached(const CachedAttention& a, float masked_score) {
   const int64_t N = a.rows, T = a.queries, H = a.heads, D = a.head_dim, L = a.length, C = H * D;
   // Two passes over L·C cached floats per query: a step at batch 1 is far below what pays for
-  // waking a second thread (the threshold of the one-row products, whose work is alike).
-  const bool parallel = 2 * N * T * L * C >= kSmallGemmParallelWork;
+  // waking a second thread through an OpenMP region (2^20 multiply-adds, the threshold the
+  // one-row products had before they moved to parallel_chunks, for work alike).
+  const bool parallel = 2 * N * T * L * C >= kCachedAttentionParallelWork;
 #pragma omp parallel if (parallel)
   {
     // (H, L) scores, then probabilities; kept from step to step, so a step allocates nothing.

@@ -366,11 +366,17 @@ void gemm_small_m(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, f
       nn_column_block(M, K, alpha, A, lda, B, ldb, beta, C, ldc, j0, cols);
     }
   };
-  // A plain loop when single-threaded: even an OpenMP region with a false `if` costs a call
-  // into the runtime, which shows at the sizes of a one-token step.
+  // Over the threads through parallel_chunks, not an OpenMP region: a decoding step is some 40
+  // of these products one after another, and parallel_chunks' helpers stay awake between them
+  // where an OpenMP region wakes its threads anew each time (see core/parallel.h). A chunk is
+  // whole column blocks, at least kSmallGemmChunkWork multiply-adds, so that handing it out costs
+  // little next to running it.
   if (parallel && blocks > 1) {
-#pragma omp parallel for schedule(static)
-    for (int64_t blk = 0; blk < blocks; ++blk) column_block(blk);
+    const int64_t block_work = M * width * K;
+    const int64_t per_chunk = (kSmallGemmChunkWork + block_work - 1) / block_work;
+    parallel_chunks((blocks + per_chunk - 1) / per_chunk, [&](int64_t c) {
+      for (int64_t blk = c * per_chunk; blk < std::min(blocks, (c + 1) * per_chunk); ++blk) column_block(blk);
+    });
   } else {
     for (int64_t blk = 0; blk < blocks; ++blk) column_block(blk);
   }

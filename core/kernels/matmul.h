@@ -40,11 +40,14 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alp
 constexpr int64_t kSmallGemmMaxRows = 128;
 constexpr int64_t kSmallGemmMinWork = int64_t{1} << 18;
 constexpr int64_t kSmallGemmOneRowMinWork = int64_t{1} << 14;
-// Multiply-adds from which the small-M path splits the columns over the threads. Below it waking
-// the second thread costs more than it saves: a 2^18 product split over two threads took 40 µs
-// on the loaded machine, against 5 µs on one. Not tuned on a quiet machine, where it could be
-// lower.
-constexpr int64_t kSmallGemmParallelWork = int64_t{1} << 20;
+// Multiply-adds from which the small-M path splits the columns over the threads (through
+// parallel_chunks, whose helpers stay awake from one product to the next of a decoding step).
+// 2^17 multiply-adds (the 512 x 256 products of the small config at one row) read 0.5 MB of
+// weights, about 15 µs on one core; the helper's share has to be worth a chunk's hand-over.
+constexpr int64_t kSmallGemmParallelWork = int64_t{1} << 17;
+// The least work of one chunk of a split product: 32 Ki multiply-adds, 128 KB of weights at one
+// row, against about 0.1 µs to hand it out (a compare-and-swap on a line both cores write).
+constexpr int64_t kSmallGemmChunkWork = int64_t{1} << 15;
 
 // True when gemm takes the small-M path for this product (never on CPUs without AVX-512).
 bool gemm_uses_small_m_path(bool trans_a, int64_t M, int64_t N, int64_t K);
