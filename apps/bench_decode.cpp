@@ -9,8 +9,9 @@
 // does a fixed 51 steps. Sentences/s = batch / total time (encoder included); ms/step = total time
 // / steps. Greedy mt rows also give ms_encode, the encoder's share of the same runs. Greedy rows at
 // batch 1 give the memory bound of a step: weight_mb_per_step / read_gbs (the read rate of memory
-// on 2 MiB pages, measured right after each run) = ms_bound, and bound_ratio = ms/step / ms_bound
-// (bound_ratio_steps: the same without the encoder's time), medians over the runs.
+// on 2 MiB pages, the median of three passes right after each run) = ms_bound, and
+// bound_ratio = ms/step / ms_bound (bound_ratio_steps: the same without the encoder's time),
+// medians over the runs.
 // Definitions: docs/benchmarks.md; the PyTorch twin: bench/torch_reference.py.
 #include <algorithm>
 #include <cstdio>
@@ -26,6 +27,7 @@ namespace payless::bench {
 namespace {
 
 constexpr int64_t kDecodeTokens = 50, kDecodeSourceLen = 32;
+constexpr int kReadPasses = 3;
 
 // Row-wise argmax of logits (N, V): the first index of the largest value (NaN never wins). Two
 // vectorised passes (the max, then where it is) instead of std::max_element's compare-and-branch
@@ -70,9 +72,12 @@ double step_weight_bytes(const Decoder& decoder) {
 }
 
 // The batch-1 greedy runs measure how close a step comes to the time its weights take to come
-// from memory. Each timed run is followed by one timed read of a 128 MB array on 2 MiB pages
-// (where the parameters live), so that every ratio pairs a run with the read rate of the same
-// moment: on this shared machine the rate moves by ±15% from minute to minute.
+// from memory. Each timed run is followed by three timed reads of a 128 MB array on 2 MiB pages
+// (where the parameters live), their median taken, so that every ratio pairs a run with the read
+// rate of the same moment: on this shared machine the rate moves by ±15% from minute to minute.
+// The array is larger than the weights (58-84 MB at iwslt) so that it measures memory, not the
+// 32 MB L3: re-read in a loop, a 128 MB array came at 28.4 GB/s, 58-84 MB ones at 30.2-30.8 and
+// a 32 MB one at 58, so steps whose weights are small can come out below their bound.
 struct GreedyTimes {
   std::vector<double> total, encode, steps, read_gbs;
 };
@@ -113,9 +118,14 @@ int bench_decode(const Options& o) {
         times.total.push_back(total);
         times.encode.push_back(encode);
         times.steps.push_back(total - encode);
-        if (B == 1)
-          times.read_gbs.push_back(4.0 * read_array.numel() /
-                                   read_pass_seconds(read_array.data(), read_array.numel(), o.threads) / 1e9);
+        if (B == 1) {
+          // The median of three passes, so that neither a pass slowed by other work on the
+          // machine nor one sped up by what the caches kept sets the bound.
+          std::vector<double> passes;
+          for (int pass = 0; pass < kReadPasses; ++pass)
+            passes.push_back(read_pass_seconds(read_array.data(), read_array.numel(), o.threads));
+          times.read_gbs.push_back(4.0 * read_array.numel() / median_of(passes) / 1e9);
+        }
       }
       rows.push_back(decode_line(w, o, "greedy", B, 1, kDecodeTokens, median_of(times.total), warmup, reps));
       nlohmann::json& line = rows.back();
