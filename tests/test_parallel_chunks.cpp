@@ -1,7 +1,7 @@
 // parallel_chunks (core/parallel.h): every chunk runs exactly once, job after job, at 1, 2 and 3
 // threads, across changes of the thread count, when the helpers have gone to sleep between jobs,
-// and with empty and one-chunk jobs; the helpers do take part; and a split one-row product keeps
-// its bits.
+// and with empty and one-chunk jobs; the helpers do take part; two callers at once each get their
+// whole job; and a split one-row product keeps its bits.
 #include <catch2/catch.hpp>
 
 #include <atomic>
@@ -64,6 +64,25 @@ TEST_CASE("parallel_chunks hands chunks to the helpers", "[parallel]") {
   const std::set<std::thread::id> alone = run_counted(20);
   REQUIRE(alone.size() == 1);
   CHECK(*alone.begin() == std::this_thread::get_id());
+}
+
+TEST_CASE("parallel_chunks called from two threads at once runs each job whole", "[parallel]") {
+  ThreadScope scope(2);
+  // Jobs from two callers take turns; each caller's chunks all run, once, and only its own.
+  std::atomic<int64_t> wrong{0};
+  auto caller = [&](int64_t tag) {
+    for (int job = 0; job < 200; ++job) {
+      const int64_t chunks = 1 + (job * 7 + tag) % 40;
+      std::vector<std::atomic<int64_t>> seen(static_cast<size_t>(chunks));
+      for (auto& v : seen) v.store(0);
+      parallel_chunks(chunks, [&](int64_t i) { seen[static_cast<size_t>(i)].fetch_add(tag); });
+      for (auto& v : seen) wrong += v.load() != tag;
+    }
+  };
+  std::thread other(caller, 1000);
+  caller(1);
+  other.join();
+  CHECK(wrong.load() == 0);
 }
 
 TEST_CASE("a one-row product split over the helpers has the bits of one thread",
