@@ -96,9 +96,10 @@ class Helpers {
     }
   }
 
-  void helper_loop() {
+  // `seen` is the last job published before this helper was started: the job that started it
+  // comes later and may be open before the thread runs, and must not count as seen.
+  void helper_loop(uint64_t seen) {
     using Clock = std::chrono::steady_clock;
-    uint64_t seen = job_number(ticket_.load(std::memory_order_acquire));
     for (;;) {
       // Wait for a job newer than `seen`: poll, yielding the core, then sleep.
       Clock::time_point poll_until = Clock::now() + std::chrono::microseconds(kHelperPollMicroseconds);
@@ -132,14 +133,14 @@ class Helpers {
     }
   }
 
-  static uint64_t job_number(uint64_t ticket) { return ticket >> 32; }
   static bool is_new_open(uint64_t ticket, uint64_t seen) {
     return ticket >> 32 != seen && (ticket & kClosed) != kClosed;
   }
 
   void start(int helpers) {
     stopping_.store(false);
-    for (int i = 0; i < helpers; ++i) threads_.emplace_back([this] { helper_loop(); });
+    const uint64_t seen = job_;  // under run_mutex_, before the next job is numbered
+    for (int i = 0; i < helpers; ++i) threads_.emplace_back([this, seen] { helper_loop(seen); });
   }
 
   void stop() {
