@@ -62,7 +62,8 @@ inline float sum_over(int64_t n, F f) {
   return fold_lanes(total) + tail;
 }
 
-// Σ x[i]
+// Σ x[i], with sum_over's order and bits. A loop of its own: written as sum_over with a lambda
+// reading x[i], it was as fast up to 32 values and 10% slower at 128 to 1000.
 inline float sum_of(const float* x, int64_t n) {
   Lanes16 total{};
   int64_t i = 0;
