@@ -3,6 +3,8 @@
 // values (the two smoothing formulas of spec §7 included), gradient checks of every variant,
 // the error messages, and determinism.
 #include <catch2/catch.hpp>
+
+#include <cstring>
 #include <cmath>
 #include <algorithm>
 #include <limits>
@@ -43,6 +45,28 @@ TEST_CASE("fast_exp is within a few ulp of exp over the whole float range", "[op
   CHECK(kernels::fast_exp(-100.0f) == 0.0f);
   CHECK(std::isinf(kernels::fast_exp(100.0f)));
   CHECK(std::isnan(kernels::fast_exp(std::numeric_limits<float>::quiet_NaN())));
+}
+
+TEST_CASE("fast_exp_lanes has fast_exp's bits in every lane", "[ops][softmax][kernels]") {
+  // Every 16 consecutive floats of a sweep over [-90, 90], the clamps' edges, ±inf and NaN.
+  std::vector<float> xs;
+  for (double x = -90.0; x <= 90.0; x += 0.00731) xs.push_back(static_cast<float>(x));
+  for (float x : {-87.33f, -87.34f, 88.37f, 88.38f, 0.0f, -0.0f, std::numeric_limits<float>::infinity(),
+                  -std::numeric_limits<float>::infinity(), std::numeric_limits<float>::quiet_NaN()})
+    xs.push_back(x);
+  while (xs.size() % 16 != 0) xs.push_back(0.5f);
+  int64_t differing = 0;
+  for (size_t i = 0; i < xs.size(); i += 16) {
+    kernels::Lanes16 v;
+    std::memcpy(&v, xs.data() + i, sizeof v);
+    const kernels::Lanes16 e = kernels::fast_exp_lanes(v);
+    for (int l = 0; l < 16; ++l) {
+      const float want = kernels::fast_exp(xs[i + l]);
+      const bool same = std::isnan(want) ? std::isnan(e[l]) : std::memcmp(&want, &e[l], sizeof want) == 0;
+      if (!same && differing++ == 0) UNSCOPED_INFO("x " << xs[i + l] << ": " << e[l] << " vs " << want);
+    }
+  }
+  CHECK(differing == 0);
 }
 
 TEST_CASE("softmax kernels equal their reference loops at odd sizes", "[ops][softmax][kernels]") {

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 #include "core/kernels/matmul.h"
@@ -123,14 +124,41 @@ void transpose_block(const float* x, int64_t rows, int64_t cols, int64_t ld, flo
     for (int64_t c = 0; c < cols; ++c) out[c * rows + r] = x[r * ld + c];
 }
 
+// The largest of the 16 lanes, by halving (exact in any order).
+inline float max_lane(Lanes v) {
+  float m = v[0];
+  for (int l = 1; l < kLaneCount; ++l) m = v[l] > m ? v[l] : m;
+  return m;
+}
+
 // x[0..n) -> softmax(x): x_j = exp(x_j - max) / Σ exp(x_i - max). Used by both kernels below.
+// The rows are short (16 to a few hundred keys), so the row is taken in whole vectors of 16, a
+// last partial one padded with −inf (exp gives 0): as `omp simd` loops, the prologues, masked
+// epilogues and lane folds of three passes cost more than the exps of a 32-key row.
 void softmax_in_place(float* x, int64_t n) {
-  const float max = max_of(x, n);
-#pragma omp simd
-  for (int64_t j = 0; j < n; ++j) x[j] = fast_exp(x[j] - max);
-  const float inv = 1.0f / sum_of(x, n);
-#pragma omp simd
-  for (int64_t j = 0; j < n; ++j) x[j] *= inv;
+  const int64_t whole = n / kLaneCount * kLaneCount, rest = n - whole;
+  const Lanes minus_inf = Lanes{} - std::numeric_limits<float>::infinity();
+  Lanes tail = minus_inf;
+  for (int64_t l = 0; l < rest; ++l) tail[l] = x[whole + l];
+  Lanes m = tail;
+  for (int64_t j = 0; j < whole; j += kLaneCount) {
+    const Lanes v = load_lanes(x + j);
+    m = v > m ? v : m;
+  }
+  const float max = max_lane(m);
+  Lanes total{};
+  for (int64_t j = 0; j < whole; j += kLaneCount) {
+    const Lanes e = fast_exp_lanes(load_lanes(x + j) - max);
+    store_lanes(x + j, e);
+    total += e;
+  }
+  if (rest > 0) {
+    tail = fast_exp_lanes(tail - max);
+    total += tail;
+  }
+  const float inv = 1.0f / fold_lanes(total);
+  for (int64_t j = 0; j < whole; j += kLaneCount) store_lanes(x + j, load_lanes(x + j) * inv);
+  for (int64_t l = 0; l < rest; ++l) x[whole + l] = tail[l] * inv;
 }
 
 // keep[0..S): the dropout factors of elements first .. first + S of (B, H, T, S), 1 / (1 - p) or

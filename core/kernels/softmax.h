@@ -56,6 +56,40 @@ inline float fast_exp(float x) {
   return x > kHigh ? std::numeric_limits<float>::infinity() : y;
 }
 
+// fast_exp on 16 lanes at once, the same steps lane by lane (so the same bits as fast_exp, which
+// the tests check): for the short rows of attention, where a loop over 16 or 32 values left to
+// `omp simd` spends more on its prologue, epilogue and masks than on the exps.
+inline Lanes16 fast_exp_lanes(Lanes16 x) {
+  typedef uint32_t Bits16 __attribute__((vector_size(64)));
+  constexpr float kLow = -87.33f, kHigh = 88.37f;
+  constexpr float kLog2e = 1.44269504088896341f;
+  constexpr float kLn2Hi = 0.693359375f, kLn2Lo = -2.12194440e-4f;
+  constexpr float kRound = 12582912.0f;
+  const Lanes16 low = Lanes16{} + kLow, high = Lanes16{} + kHigh;
+  Lanes16 xc = x < low ? low : x;
+  xc = xc > high ? high : xc;
+  Lanes16 t = xc * kLog2e + kRound;
+  Lanes16 n = t - kRound;
+  Lanes16 r = xc - n * kLn2Hi;
+  r = r - n * kLn2Lo;
+  Lanes16 p = Lanes16{} + 1.0f / 5040.0f;
+  p = p * r + 1.0f / 720.0f;
+  p = p * r + 1.0f / 120.0f;
+  p = p * r + 1.0f / 24.0f;
+  p = p * r + 1.0f / 6.0f;
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  p = p * r + 1.0f;
+  Bits16 bits;
+  std::memcpy(&bits, &t, sizeof bits);
+  bits = (bits + 127u) << 23;
+  Lanes16 two_n;
+  std::memcpy(&two_n, &bits, sizeof two_n);
+  Lanes16 y = p * two_n;
+  y = x < low ? Lanes16{} : y;
+  return x > high ? Lanes16{} + std::numeric_limits<float>::infinity() : y;
+}
+
 // y = softmax(x) per row:  y[v] = exp(x[v] − m) / Σ_u exp(x[u] − m),  m = max_u x[u].
 // Subtracting the max changes nothing mathematically and keeps every exp in [0, 1].
 void softmax_rows(const float* x, float* y, int64_t rows, int64_t V);
