@@ -174,7 +174,9 @@ int bench_ops(const Options& o) {
   const double bandwidth = bw.triad_gbs;
 
   // The GEMMs of one d=512 model layer at 4096 tokens: projections (512→512), FFN (512→2048),
-  // output (512→10000); then the two backward GEMMs of a projection (transposed operands).
+  // output (512→10000); then the two backward GEMMs of a projection (transposed operands). Then
+  // the tiny config's (d=64, FFN 128, V 1000) and one of small's, where gemm takes its small-B
+  // and small-C paths instead of sgemm (core/kernels/matmul.h).
   std::printf("\n%-34s %10s %10s %9s %12s\n", "matmul (M x K x N), GFLOP/s", "payless", "sgemm",
               "ratio", "payless/peak");
   const std::vector<MatmulShape> shapes = {
@@ -183,6 +185,15 @@ int bench_ops(const Options& o) {
       {"x·Wᵀ 4096x512x10000", 4096, 512, 10000, false, true},
       {"dY·W 4096x2048x512", 4096, 2048, 512, false, false},
       {"dYᵀ·X 2048x4096x512", 2048, 4096, 512, true, false},
+      {"x·Wᵀ 4096x64x64", 4096, 64, 64, false, true},
+      {"x·Wᵀ 4096x64x128", 4096, 64, 128, false, true},
+      {"x·Wᵀ 4096x64x1000", 4096, 64, 1000, false, true},
+      {"dY·W 4096x64x64", 4096, 64, 64, false, false},
+      {"dY·W 4096x1000x64", 4096, 1000, 64, false, false},
+      {"dYᵀ·X 64x4096x64", 64, 4096, 64, true, false},
+      {"dYᵀ·X 128x4096x64", 128, 4096, 64, true, false},
+      {"dYᵀ·X 1000x4096x64", 1000, 4096, 64, true, false},
+      {"x·Wᵀ 4096x256x256", 4096, 256, 256, false, true},
   };
   NoGrad no_grad;
   Rng rng(1);

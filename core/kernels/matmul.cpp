@@ -1,15 +1,21 @@
 // See core/kernels/matmul.h.
 //
-// Two paths behind one contract:
-//   - OpenBLAS sgemm for everything with many rows (training, the encoder, prefill);
+// Four paths behind one contract:
+//   - OpenBLAS sgemm for everything with many rows and large matrices (training and the encoder
+//     of the larger models);
 //   - a small-M path for the few-row products of incremental decoding (M = batch × beam rows of
 //     one token each against a weight matrix). sgemm packs all of op(B) into its own layout on
 //     every call; with M = 1 that packing costs more than the product itself (the 8000 × 256
 //     output layer: 1.07 ms through sgemm, 0.19 ms through sgemv). The small-M path reads every
 //     element of B once per call, straight from where it lies, and keeps the few rows of A in
-//     cache while it does.
-// The small-M path needs AVX-512 (F, VL, DQ: every AVX-512 CPU since Skylake-X); without it gemm
-// is sgemm alone.
+//     cache while it does;
+//   - a small-B path for many rows against a small B (a small layer's x·Wᵀ and dY·W in training)
+//     and a small-C path for a long k sum into a small C (its weight gradient dYᵀ·X). There
+//     sgemm's packing of A, a copy of the whole input per product, is a fifth of its time; these
+//     two read A in place and keep the small matrix in cache.
+// The three paths of our own share one tile kernel (nn_tile, or dot_tile for x·Wᵀ at few rows)
+// and need AVX-512 (F, VL, DQ: every AVX-512 CPU since Skylake-X); without it gemm is sgemm
+// alone.
 #include "core/kernels/matmul.h"
 
 #include <cblas.h>
@@ -275,7 +281,7 @@ void nt_column_block(int64_t M, int64_t K, float alpha, const float* A, int64_t 
 
 constexpr int kNnVectors = 4;  // 64 columns per tile
 
-template <int MR, int NV>
+template <int MR, int NV, bool TransA = false>
 void nn_tile(const float* A, int64_t lda, const float* B, int64_t ldb, int64_t K, float alpha,
              float beta, float* C, int64_t ldc, __mmask16 last_mask) {
   __m512 acc[MR * NV];  // acc[i·NV + v]: row i, columns [16v, 16v + 16)
@@ -292,7 +298,7 @@ void nn_tile(const float* A, int64_t lda, const float* B, int64_t ldb, int64_t K
     }
 #pragma GCC unroll 16
     for (int i = 0; i < MR; ++i) {
-      const __m512 av = _mm512_set1_ps(A[i * lda + k]);
+      const __m512 av = _mm512_set1_ps(TransA ? A[k * lda + i] : A[i * lda + k]);
 #pragma GCC unroll 16
       for (int v = 0; v < NV; ++v) acc[i * NV + v] = _mm512_fmadd_ps(av, bv[v], acc[i * NV + v]);
     }
@@ -310,21 +316,23 @@ void nn_tile(const float* A, int64_t lda, const float* B, int64_t ldb, int64_t K
     }
 }
 
-template <int NV>
+template <int NV, bool TransA>
 void nn_rows(int64_t M, const float* A, int64_t lda, const float* B, int64_t ldb, int64_t K,
              float alpha, float beta, float* C, int64_t ldc, __mmask16 last_mask) {
+  auto rows_from = [&](int64_t i) { return TransA ? A + i : A + i * lda; };  // op(A) row i
   int64_t i = 0;
   for (; i + 4 <= M; i += 4)
-    nn_tile<4, NV>(A + i * lda, lda, B, ldb, K, alpha, beta, C + i * ldc, ldc, last_mask);
+    nn_tile<4, NV, TransA>(rows_from(i), lda, B, ldb, K, alpha, beta, C + i * ldc, ldc, last_mask);
   switch (M - i) {
-    case 3: nn_tile<3, NV>(A + i * lda, lda, B, ldb, K, alpha, beta, C + i * ldc, ldc, last_mask); break;
-    case 2: nn_tile<2, NV>(A + i * lda, lda, B, ldb, K, alpha, beta, C + i * ldc, ldc, last_mask); break;
-    case 1: nn_tile<1, NV>(A + i * lda, lda, B, ldb, K, alpha, beta, C + i * ldc, ldc, last_mask); break;
+    case 3: nn_tile<3, NV, TransA>(rows_from(i), lda, B, ldb, K, alpha, beta, C + i * ldc, ldc, last_mask); break;
+    case 2: nn_tile<2, NV, TransA>(rows_from(i), lda, B, ldb, K, alpha, beta, C + i * ldc, ldc, last_mask); break;
+    case 1: nn_tile<1, NV, TransA>(rows_from(i), lda, B, ldb, K, alpha, beta, C + i * ldc, ldc, last_mask); break;
     default: break;
   }
 }
 
 // Columns [j0, j0 + cols) of C (cols <= 64) for all M rows.
+template <bool TransA = false>
 void nn_column_block(int64_t M, int64_t K, float alpha, const float* A, int64_t lda, const float* B,
                      int64_t ldb, float beta, float* C, int64_t ldc, int64_t j0, int64_t cols) {
   const int64_t vectors = (cols + kLanes - 1) / kLanes, tail = cols - (vectors - 1) * kLanes;
@@ -332,10 +340,10 @@ void nn_column_block(int64_t M, int64_t K, float alpha, const float* A, int64_t 
   const float* b = B + j0;
   float* c = C + j0;
   switch (vectors) {
-    case 4: nn_rows<4>(M, A, lda, b, ldb, K, alpha, beta, c, ldc, last); break;
-    case 3: nn_rows<3>(M, A, lda, b, ldb, K, alpha, beta, c, ldc, last); break;
-    case 2: nn_rows<2>(M, A, lda, b, ldb, K, alpha, beta, c, ldc, last); break;
-    default: nn_rows<1>(M, A, lda, b, ldb, K, alpha, beta, c, ldc, last); break;
+    case 4: nn_rows<4, TransA>(M, A, lda, b, ldb, K, alpha, beta, c, ldc, last); break;
+    case 3: nn_rows<3, TransA>(M, A, lda, b, ldb, K, alpha, beta, c, ldc, last); break;
+    case 2: nn_rows<2, TransA>(M, A, lda, b, ldb, K, alpha, beta, c, ldc, last); break;
+    default: nn_rows<1, TransA>(M, A, lda, b, ldb, K, alpha, beta, c, ldc, last); break;
   }
 }
 
@@ -382,6 +390,67 @@ void gemm_small_m(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, f
   }
 }
 
+// The small-B path: many rows of A against a B of at most kSmallBMaxElements (a small layer's
+// weight). op(B) stored (N, K) is first turned to (K, N) rows, N·K values read once against the
+// M·N·K of the product, and every product then runs on nn_tile, which reads A in place and keeps
+// B's 64-column panel in cache. The rows are cut into blocks of kSmallBRowBlock, each block all
+// its column panels before the next (its rows of A stay in L1 meanwhile), and the blocks are
+// what the threads share: whole rows, so every C[i, j] has the same bits at any thread count.
+constexpr int64_t kSmallBRowBlock = 128;
+
+void gemm_small_b(bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                  int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  thread_local std::vector<float> b_rows;  // (K, N): op(B) when B is stored (N, K)
+  if (trans_b) {
+    b_rows.resize(static_cast<size_t>(K * N));
+    for (int64_t j = 0; j < N; ++j)
+      for (int64_t k = 0; k < K; ++k) b_rows[k * N + j] = B[j * ldb + k];
+    B = b_rows.data();
+    ldb = N;
+  }
+  const int64_t width = kNnVectors * kLanes, blocks = (M + kSmallBRowBlock - 1) / kSmallBRowBlock;
+  auto row_block = [&](int64_t blk) {
+    const int64_t i0 = blk * kSmallBRowBlock, rows = std::min(kSmallBRowBlock, M - i0);
+    for (int64_t j0 = 0; j0 < N; j0 += width)
+      nn_column_block(rows, K, alpha, A + i0 * lda, lda, B, ldb, beta, C + i0 * ldc, ldc, j0,
+                      std::min(width, N - j0));
+  };
+  if (num_threads() > 1 && blocks > 1) {
+    parallel_chunks(blocks, row_block);
+  } else {
+    for (int64_t blk = 0; blk < blocks; ++blk) row_block(blk);
+  }
+}
+
+// The small-C path: C (M, N) = alpha · Aᵀ · B + beta · C with A stored (K, M), B stored (K, N),
+// K long and C small: a small layer's weight gradient dYᵀ·X, K the rows of a batch. nn_tile reads
+// op(A) = Aᵀ in place (a row of C's tile takes its broadcasts from A's columns, which lie side by
+// side in A's rows). The k sum runs in slices of kSmallCSlice rows, so that a slice of B is read
+// from L1 or L2 by every tile of a block of C's rows; threads take whole blocks of rows.
+constexpr int64_t kSmallCSlice = 256;
+constexpr int64_t kSmallCRowBlock = 16;
+
+void gemm_small_c(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+                      const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  const int64_t width = kNnVectors * kLanes, blocks = (M + kSmallCRowBlock - 1) / kSmallCRowBlock;
+  auto row_block = [&](int64_t blk) {
+    const int64_t i0 = blk * kSmallCRowBlock, rows = std::min(kSmallCRowBlock, M - i0);
+    for (int64_t k0 = 0; k0 < K; k0 += kSmallCSlice) {
+      const int64_t slice = std::min(kSmallCSlice, K - k0);
+      // The first slice applies beta; the others add to what the earlier ones left.
+      const float slice_beta = k0 == 0 ? beta : 1.0f;
+      for (int64_t j0 = 0; j0 < N; j0 += width)
+        nn_column_block<true>(rows, slice, alpha, A + k0 * lda + i0, lda, B + k0 * ldb, ldb, slice_beta,
+                              C + i0 * ldc, ldc, j0, std::min(width, N - j0));
+    }
+  };
+  if (num_threads() > 1 && blocks > 1) {
+    parallel_chunks(blocks, row_block);
+  } else {
+    for (int64_t blk = 0; blk < blocks; ++blk) row_block(blk);
+  }
+}
+
 #endif  // PAYLESS_SMALL_M_GEMM
 
 }  // namespace
@@ -390,6 +459,16 @@ bool gemm_uses_small_m_path(bool trans_a, int64_t M, int64_t N, int64_t K) {
   if (!PAYLESS_SMALL_M_GEMM) return false;
   if (trans_a || M > kSmallGemmMaxRows) return false;
   return M * N * K > kSmallGemmMinWork || (M == 1 && N * K >= kSmallGemmOneRowMinWork);
+}
+
+bool gemm_uses_small_b_path(bool trans_a, int64_t M, int64_t N, int64_t K) {
+  if (!PAYLESS_SMALL_M_GEMM) return false;
+  return !trans_a && M > kSmallGemmMaxRows && N * K <= kSmallBMaxElements;
+}
+
+bool gemm_uses_small_c_path(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K) {
+  if (!PAYLESS_SMALL_M_GEMM) return false;
+  return trans_a && !trans_b && K > kSmallGemmMaxRows && M <= kSmallCMaxRows && M * N <= kSmallCMaxElements;
 }
 
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
@@ -402,6 +481,10 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alp
 #if PAYLESS_SMALL_M_GEMM
   if (gemm_uses_small_m_path(trans_a, M, N, K))
     return gemm_small_m(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  if (gemm_uses_small_b_path(trans_a, M, N, K))
+    return gemm_small_b(trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  if (gemm_uses_small_c_path(trans_a, trans_b, M, N, K))
+    return gemm_small_c(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 #endif
   // cblas takes int sizes; a matrix past 2^31 elements per row stride would overflow silently.
   for (int64_t v : {M, N, K, lda, ldb, ldc})
@@ -436,6 +519,32 @@ void gemm_small_m_path(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t
   gemm_small_m(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 #else
   gemm_blas(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+#endif
+}
+
+void gemm_small_b_path(bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                       int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  PAYLESS_ASSERT(!omp_in_parallel());
+  PAYLESS_ASSERT(lda >= K && ldb >= (trans_b ? K : N) && ldc >= N);
+  if (M == 0 || N == 0) return;
+  if (K == 0) return scale_c(M, N, beta, C, ldc);
+#if PAYLESS_SMALL_M_GEMM
+  gemm_small_b(trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+#else
+  gemm_blas(false, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+#endif
+}
+
+void gemm_small_c_path(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+                       const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  PAYLESS_ASSERT(!omp_in_parallel());
+  PAYLESS_ASSERT(lda >= M && ldb >= N && ldc >= N);
+  if (M == 0 || N == 0) return;
+  if (K == 0) return scale_c(M, N, beta, C, ldc);
+#if PAYLESS_SMALL_M_GEMM
+  gemm_small_c(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+#else
+  gemm_blas(true, false, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 #endif
 }
 

@@ -1,5 +1,6 @@
-// General matrix multiply on raw row-major buffers: OpenBLAS sgemm, a small-M path for the
-// few-row products of incremental decoding, and a plain reference loop.
+// General matrix multiply on raw row-major buffers: OpenBLAS sgemm, kernels of our own for the
+// few-row products of incremental decoding and for a small model's products in training, and a
+// plain reference loop.
 //
 // This is the one place in payless that calls sgemm (core/ops/matmul.cpp builds matmul, linear
 // and their backward passes from it). It is not a Tensor op: no shapes, no autograd, just
@@ -18,8 +19,9 @@ namespace payless::kernels {
 // beta = 0 overwrites C without reading it (so C may hold garbage, even NaN); beta = 1 accumulates,
 // which is how every backward pass adds into a gradient buffer.
 // Must not be called from inside an OpenMP parallel region: OpenBLAS runs its own thread pool.
-// Products with few rows (M <= the limits below) take the small-M path, the others sgemm; both
-// give the same bits run after run, and the small-M path also at any thread count.
+// Products with few rows take the small-M path, small-B and small-C products (limits below) their
+// paths, the others sgemm; all give the same bits run after run, and the paths of our own also at
+// any thread count.
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
           int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
 
@@ -49,8 +51,27 @@ constexpr int64_t kSmallGemmParallelWork = int64_t{1} << 17;
 // row, against about 0.1 µs to hand it out (a compare-and-swap on a line both cores write).
 constexpr int64_t kSmallGemmChunkWork = int64_t{1} << 15;
 
+// Products with more rows against a small op(B), A untransposed: a small model's layers in
+// training (x·Wᵀ and dY·W with W of d = 64, FFN 128 or a 1000-word output layer), where sgemm
+// spends a fifth of its time packing A and B into its own layouts. The small-B path reads A in
+// place: 1.08-1.30x sgemm's rate at every such shape of the tiny config (4096 rows, one thread;
+// docs/benchmarks.md, "Small-B products"), about even at 256 x 256 (2^16 elements), and behind
+// sgemm past it, where B no longer sits in the L2 next to A's rows.
+constexpr int64_t kSmallBMaxElements = int64_t{1} << 16;
+
+// Weight gradients of small layers, dYᵀ·X: A transposed, more than kSmallGemmMaxRows rows in the
+// k sum, C at most kSmallCMaxRows × (kSmallCMaxElements in all). The small-C path was 1.12-1.66x
+// sgemm's rate at such shapes (4096 rows, one thread), and behind it with C 1000 x 64 (the
+// columns of a 1000-wide dY, read down 4 KB rows, miss the cache one row at a time).
+constexpr int64_t kSmallCMaxRows = 256;
+constexpr int64_t kSmallCMaxElements = int64_t{1} << 14;
+
 // True when gemm takes the small-M path for this product (never on CPUs without AVX-512).
 bool gemm_uses_small_m_path(bool trans_a, int64_t M, int64_t N, int64_t K);
+// True when gemm takes the small-B path (never on CPUs without AVX-512).
+bool gemm_uses_small_b_path(bool trans_a, int64_t M, int64_t N, int64_t K);
+// True when gemm takes the small-C path (never on CPUs without AVX-512).
+bool gemm_uses_small_c_path(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K);
 
 // Each path alone, with gemm's contract, for tests and `payless bench ops`. gemm_small_m_path is
 // sgemm on CPUs without AVX-512.
@@ -60,6 +81,14 @@ void gemm_blas(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, floa
 void gemm_small_m_path(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                        const float* A, int64_t lda, const float* B, int64_t ldb, float beta,
                        float* C, int64_t ldc);
+
+// The small-B path alone (A untransposed), sgemm on CPUs without AVX-512.
+void gemm_small_b_path(bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                       int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
+
+// The small-C path alone (A transposed, B not), sgemm on CPUs without AVX-512.
+void gemm_small_c_path(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+                       const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
 
 // The same contract as gemm, as three plain loops accumulating in double. For tests only.
 void gemm_reference(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
