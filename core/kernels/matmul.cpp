@@ -102,10 +102,20 @@ __attribute__((always_inline)) inline __m512 sum_lanes_16(const __m512 v[16]) {
 //     of b at once feed 4·MR FMAs from MR + 4 loads (one row: MR FMAs from MR + 1).
 // (16 rows 4 KB apart, K = 1024, all fall in the same L1 set and evict each other's prefetched
 // lines: the 1 x 16 tile as 16 interleaved rows ran at half the speed of two rows of A.)
+//
+// With P = 1 a second prefetch asks for the line 2 KB ahead into L2. A decoding step reads some
+// 80 matrices of 1-2 MB one after another, with other work between them, and each starts
+// cold: the hardware prefetchers take a while to lock onto the new stream, with few lines in
+// flight meanwhile. The far prefetch keeps many in flight from the first row on: the iwslt
+// decoder's products read its weights at 33-39 GB/s instead of 30-34 (one thread, greedy,
+// 50-token sentences, three interleaved runs each; 1 to 4 KB ahead all did as well, 8 KB was
+// slower).
+constexpr int64_t kPrefetchFloats = 64;       // 256 bytes ahead, into L1
+constexpr int64_t kFarPrefetchFloats = 512;   // 2 KB ahead, into L2
+
 template <int MR, int NR, int P>
 __m512 dot_tile(const float* const* a, const float* const* b, int64_t K) {
   static_assert(MR * NR == 16 && NR % P == 0, "a tile is 16 dot products, P rows of b at a time");
-  constexpr int64_t kPrefetchFloats = 64;  // 256 bytes ahead
   __m512 acc[16];
 #pragma GCC unroll 16
   for (int r = 0; r < 16; ++r) acc[r] = _mm512_setzero_ps();
@@ -127,7 +137,10 @@ __m512 dot_tile(const float* const* a, const float* const* b, int64_t K) {
       // The empty asm statements keep the loaded vectors in registers. Left alone, GCC folds a
       // load into every FMA that uses it, and the 4 x 4 tile then waits on 20 loads per 16 FMAs
       // instead of 8: half its speed, measured.
-      if (P == 1) _mm_prefetch(reinterpret_cast<const char*>(bp[0] + k + kPrefetchFloats), _MM_HINT_T0);
+      if (P == 1) {
+        _mm_prefetch(reinterpret_cast<const char*>(bp[0] + k + kPrefetchFloats), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(bp[0] + k + kFarPrefetchFloats), _MM_HINT_T1);
+      }
 #pragma GCC unroll 16
       for (int j = 0; j < P; ++j) {
         bv[j] = _mm512_loadu_ps(bp[j] + k);
@@ -170,7 +183,6 @@ inline float sum_lanes_1(__m512 x) {
 // unrolled loops of dot_tile took 1.07-1.45 x as long. The inner loops are the same instructions;
 // why the unrolled form falls behind we have not found, the measurement is what decided.
 __m512 one_row_dots(const float* a, const float* const* b, int64_t K) {
-  constexpr int64_t kPrefetchFloats = 64;  // 256 bytes ahead, as in dot_tile
   const int64_t full = K - K % kLanes;
   const __mmask16 tail = static_cast<__mmask16>((1u << (K - full)) - 1);
   alignas(64) float dots[16];
@@ -179,6 +191,7 @@ __m512 one_row_dots(const float* a, const float* const* b, int64_t K) {
     __m512 acc = _mm512_setzero_ps();
     for (int64_t k = 0; k < full; k += kLanes) {
       _mm_prefetch(reinterpret_cast<const char*>(row + k + kPrefetchFloats), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(row + k + kFarPrefetchFloats), _MM_HINT_T1);
       acc = _mm512_fmadd_ps(_mm512_loadu_ps(a + k), _mm512_loadu_ps(row + k), acc);
     }
     if (full < K)
