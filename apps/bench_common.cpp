@@ -194,7 +194,8 @@ double read_pass_seconds(const float* p, int64_t n, int threads) {
     // 64 independent partial sums: the loop vectorises without reassociating a float sum, and
     // four vector additions in flight keep the adder from being the limit.
     // With the one-row products' far prefetch (2 KB ahead into L2, core/kernels/matmul.cpp), so
-    // that the bound reads memory as well as they do: 0-5% faster passes than without.
+    // that the bound reads memory as well as they do (one thread, three interleaved pairs: 31.6-34.1
+    // GB/s against 27.8-31.6 without).
     float part[lanes] = {};
     for (int64_t i = c * chunk_floats; i < std::min(n, (c + 1) * chunk_floats); i += lanes) {
       for (int64_t l = 0; l < lanes; l += 16) __builtin_prefetch(p + i + 512 + l, 0, 2);

@@ -102,10 +102,13 @@ TEST_CASE("small-C gemm equals the reference loop at odd sizes, strides and slic
 TEST_CASE("gemm takes the small-B and small-C paths inside their limits and stays exact",
           "[kernels][matmul]") {
   const int64_t rows = kernels::kSmallGemmMaxRows;
-  // Small-B: untransposed A with more rows than the small-M path takes, B up to kSmallBMaxElements.
-  CHECK(kernels::gemm_uses_small_b_path(false, rows + 1, 256, 256));
-  CHECK_FALSE(kernels::gemm_uses_small_b_path(false, rows, 256, 256));
-  CHECK_FALSE(kernels::gemm_uses_small_b_path(false, rows + 1, 257, 256));
+  // Small-B: untransposed A with more rows than the small-M path takes, C up to
+  // kSmallBMaxColumns wide, B up to kSmallBMaxElements.
+  const int64_t columns = kernels::kSmallBMaxColumns, b_size = kernels::kSmallBMaxElements;
+  CHECK(kernels::gemm_uses_small_b_path(false, rows + 1, columns, b_size / columns));
+  CHECK_FALSE(kernels::gemm_uses_small_b_path(false, rows, columns, b_size / columns));
+  CHECK_FALSE(kernels::gemm_uses_small_b_path(false, rows + 1, columns + 1, 64));
+  CHECK_FALSE(kernels::gemm_uses_small_b_path(false, rows + 1, columns, b_size / columns + 1));
   CHECK_FALSE(kernels::gemm_uses_small_b_path(true, rows + 1, 64, 64));
   // Small-C: A transposed, B not, a long k sum, C within both limits.
   const int64_t c_rows = kernels::kSmallCMaxRows, c_size = kernels::kSmallCMaxElements;
@@ -118,7 +121,7 @@ TEST_CASE("gemm takes the small-B and small-C paths inside their limits and stay
   CHECK_FALSE(kernels::gemm_uses_small_c_path(true, false, 64, c_size / 64 + 1, rows + 1));
   // Through the public gemm, on both sides of each limit.
   const Case cases[] = {{false, true, rows + 1, 64, 64},   {false, false, rows + 1, 64, 64},
-                        {false, true, rows + 1, 257, 256}, {false, false, 300, 1000, 64},
+                        {false, true, rows + 1, 129, 64},  {false, false, 300, 64, 1000},
                         {true, false, 64, 64, rows + 1},   {true, false, 64, 64, rows},
                         {true, false, 257, 3, 300},        {true, true, 64, 64, 300}};
   for (const Case& c : cases) {

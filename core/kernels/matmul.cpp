@@ -476,7 +476,7 @@ bool gemm_uses_small_m_path(bool trans_a, int64_t M, int64_t N, int64_t K) {
 
 bool gemm_uses_small_b_path(bool trans_a, int64_t M, int64_t N, int64_t K) {
   if (!PAYLESS_SMALL_M_GEMM) return false;
-  return !trans_a && M > kSmallGemmMaxRows && N * K <= kSmallBMaxElements;
+  return !trans_a && M > kSmallGemmMaxRows && N <= kSmallBMaxColumns && N * K <= kSmallBMaxElements;
 }
 
 bool gemm_uses_small_c_path(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K) {

@@ -51,12 +51,14 @@ constexpr int64_t kSmallGemmParallelWork = int64_t{1} << 17;
 // row, against about 0.1 µs to hand it out (a compare-and-swap on a line both cores write).
 constexpr int64_t kSmallGemmChunkWork = int64_t{1} << 15;
 
-// Products with more rows against a small op(B), A untransposed: a small model's layers in
-// training (x·Wᵀ and dY·W with W of d = 64, FFN 128 or a 1000-word output layer), where sgemm
-// spends a fifth of its time packing A and B into its own layouts. The small-B path reads A in
-// place: 1.08-1.30x sgemm's rate at every such shape of the tiny config (4096 rows, one thread;
-// docs/benchmarks.md, "Small-B products"), about even at 256 x 256 (2^16 elements), and behind
-// sgemm past it, where B no longer sits in the L2 next to A's rows.
+// Products with more rows against a small op(B), A untransposed, C at most kSmallBMaxColumns
+// wide: a small model's layers in training (x·Wᵀ and dY·W with W of d = 64, FFN 128, or dY·W of
+// a 1000-word output layer), where sgemm spends a fifth of its time packing A and B into its own
+// layouts. The small-B path reads A in place: 1.08-1.47x sgemm's rate at such shapes (4096 rows,
+// one thread; docs/benchmarks.md, "Small-B and small-C products"). Past the limits sgemm is as
+// fast or faster: about even at 256 x 256, 0.77-0.90x for C 512 or 1024 wide (each 64-column
+// panel reads A's rows again), 0.73x and below once B outgrows the L2.
+constexpr int64_t kSmallBMaxColumns = 128;
 constexpr int64_t kSmallBMaxElements = int64_t{1} << 16;
 
 // Weight gradients of small layers, dYᵀ·X: A transposed, more than kSmallGemmMaxRows rows in the
