@@ -107,7 +107,7 @@ __attribute__((always_inline)) inline __m512 sum_lanes_16(const __m512 v[16]) {
 // 80 matrices of 1-2 MB one after another, with other work between them, and each starts
 // cold: the hardware prefetchers take a while to lock onto the new stream, with few lines in
 // flight meanwhile. The far prefetch keeps many in flight from the first row on: the iwslt
-// decoder's products read its weights at 33-39 GB/s instead of 30-34 (one thread, greedy,
+// decoder's products read its weights at 33-39 GB/s instead of 29-34 (one thread, greedy,
 // 50-token sentences, three interleaved runs each; 1 to 4 KB ahead all did as well, 8 KB was
 // slower).
 constexpr int64_t kPrefetchFloats = 64;       // 256 bytes ahead, into L1
