@@ -10,24 +10,14 @@
 
 #include "core/kernels/matmul.h"
 #include "tests/support/compare.h"
+#include "tests/support/gemm_cases.h"
 
 using namespace payless;
 using namespace payless::testing;
 
 namespace {
 
-struct Case {
-  bool trans_a, trans_b;
-  int64_t M, N, K;
-  int64_t lda() const { return (trans_a ? M : K) + 3; }  // wider than the matrix: a mix-up shows
-  int64_t ldb() const { return (trans_b ? K : N) + 5; }
-  int64_t ldc() const { return N + 2; }
-  std::vector<float> a(uint64_t seed) const { return random_values((trans_a ? K : M) * lda(), seed); }
-  std::vector<float> b(uint64_t seed) const { return random_values((trans_b ? N : K) * ldb(), seed); }
-};
-
-using GemmFn = void (*)(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t,
-                        const float*, int64_t, float, float*, int64_t);
+using Case = GemmCase;
 
 // Each path with gemm's signature (the path functions take only the layouts they handle).
 void small_b(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
@@ -41,31 +31,18 @@ void small_c(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float 
   kernels::gemm_small_c_path(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
-// Runs `fn` and the reference on one case; the number of mismatching elements (the padding
-// between rows of C is compared too: it must stay as it was). k sums of up to 600 terms in float
-// against the reference's double: 1e-4 absolute leaves room for their rounding, none for a
-// wrong index.
-int64_t mismatches(GemmFn fn, const Case& c, float alpha, float beta, const std::vector<float>& c0,
-                   uint64_t seed) {
-  const std::vector<float> A = c.a(seed), B = c.b(seed + 1);
-  std::vector<float> got = c0, want = c0;
-  fn(c.trans_a, c.trans_b, c.M, c.N, c.K, alpha, A.data(), c.lda(), B.data(), c.ldb(), beta,
-     got.data(), c.ldc());
-  kernels::gemm_reference(c.trans_a, c.trans_b, c.M, c.N, c.K, alpha, A.data(), c.lda(), B.data(),
-                          c.ldb(), beta, want.data(), c.ldc());
-  for (size_t i = 0; i < got.size(); ++i)
-    if (std::isnan(got[i]) && std::isnan(want[i])) got[i] = want[i] = 0.0f;
-  return count_mismatches(got, want, 1e-4, 1e-5);
-}
+// k sums of up to 600 terms in float against the reference's double: 1e-4 absolute leaves room
+// for their rounding, none for a wrong index.
+constexpr double kAbsoluteTolerance = 1e-4;
 
 // beta = 0 over NaN (C must not be read), then accumulating with beta = 1 and a general alpha, beta.
 void check_against_reference(GemmFn fn, const Case& c, uint64_t seed) {
   const int64_t size = c.M * c.ldc();
   const std::vector<float> nan_c(size, std::numeric_limits<float>::quiet_NaN());
-  CHECK(mismatches(fn, c, 1.0f, 0.0f, nan_c, seed) == 0);
+  CHECK(gemm_mismatches(fn, c, 1.0f, 0.0f, nan_c, seed, kAbsoluteTolerance) == 0);
   const std::vector<float> c0 = random_values(size, seed + 7);
-  CHECK(mismatches(fn, c, 0.5f, 1.0f, c0, seed) == 0);
-  CHECK(mismatches(fn, c, -1.5f, 0.25f, c0, seed) == 0);
+  CHECK(gemm_mismatches(fn, c, 0.5f, 1.0f, c0, seed, kAbsoluteTolerance) == 0);
+  CHECK(gemm_mismatches(fn, c, -1.5f, 0.25f, c0, seed, kAbsoluteTolerance) == 0);
 }
 
 }  // namespace

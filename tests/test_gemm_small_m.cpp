@@ -10,42 +10,12 @@
 
 #include "core/kernels/matmul.h"
 #include "tests/support/compare.h"
+#include "tests/support/gemm_cases.h"
 
 using namespace payless;
 using namespace payless::testing;
 
-namespace {
-
-struct Case {
-  bool trans_a, trans_b;
-  int64_t M, N, K;
-  int64_t lda() const { return (trans_a ? M : K) + 3; }  // wider than the matrix: a mix-up shows
-  int64_t ldb() const { return (trans_b ? K : N) + 5; }
-  int64_t ldc() const { return N + 2; }
-  std::vector<float> a(uint64_t seed) const { return random_values((trans_a ? K : M) * lda(), seed); }
-  std::vector<float> b(uint64_t seed) const { return random_values((trans_b ? N : K) * ldb(), seed); }
-};
-
-using GemmFn = void (*)(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t,
-                        const float*, int64_t, float, float*, int64_t);
-
-// Runs `fn` and the reference on one case with the given alpha, beta and starting C; returns
-// the number of mismatching elements (the padding between rows is compared too: it must stay).
-int64_t mismatches(GemmFn fn, const Case& c, float alpha, float beta, const std::vector<float>& c0,
-                   uint64_t seed) {
-  const std::vector<float> A = c.a(seed), B = c.b(seed + 1);
-  std::vector<float> got = c0, want = c0;
-  fn(c.trans_a, c.trans_b, c.M, c.N, c.K, alpha, A.data(), c.lda(), B.data(), c.ldb(), beta,
-     got.data(), c.ldc());
-  kernels::gemm_reference(c.trans_a, c.trans_b, c.M, c.N, c.K, alpha, A.data(), c.lda(), B.data(),
-                          c.ldb(), beta, want.data(), c.ldc());
-  // With beta = 0 the reference leaves NaN padding as NaN; so must the kernel. Compare NaN as NaN.
-  for (size_t i = 0; i < got.size(); ++i)
-    if (std::isnan(got[i]) && std::isnan(want[i])) got[i] = want[i] = 0.0f;
-  return count_mismatches(got, want, 1e-5, 1e-5);
-}
-
-}  // namespace
+using Case = GemmCase;
 
 TEST_CASE("small-M gemm equals the reference loop at odd sizes, strides and transposes",
           "[kernels][matmul]") {
@@ -63,11 +33,11 @@ TEST_CASE("small-M gemm equals the reference loop at odd sizes, strides and tran
             const int64_t rows = M * c.ldc();
             // beta = 0 must not read C: a NaN already there must not reach the result.
             const std::vector<float> nan_c(rows, std::numeric_limits<float>::quiet_NaN());
-            CHECK(mismatches(kernels::gemm_small_m_path, c, 1.0f, 0.0f, nan_c, seed) == 0);
+            CHECK(gemm_mismatches(kernels::gemm_small_m_path, c, 1.0f, 0.0f, nan_c, seed) == 0);
             // beta = 1 accumulates (the backward case); alpha scales only the product.
             const std::vector<float> c0 = random_values(rows, seed + 7);
-            CHECK(mismatches(kernels::gemm_small_m_path, c, 0.5f, 1.0f, c0, seed) == 0);
-            CHECK(mismatches(kernels::gemm_small_m_path, c, -1.5f, 0.25f, c0, seed) == 0);
+            CHECK(gemm_mismatches(kernels::gemm_small_m_path, c, 0.5f, 1.0f, c0, seed) == 0);
+            CHECK(gemm_mismatches(kernels::gemm_small_m_path, c, -1.5f, 0.25f, c0, seed) == 0);
           }
   }
 }
@@ -85,8 +55,8 @@ TEST_CASE("gemm takes the small-M path inside its limits and stays exact on both
       INFO("M " << c.M << " N " << c.N << " K " << c.K << " trans_b " << trans_b << " small-M path "
                 << kernels::gemm_uses_small_m_path(false, c.M, c.N, c.K));
       const std::vector<float> nan_c(c.M * c.ldc(), std::numeric_limits<float>::quiet_NaN());
-      CHECK(mismatches(kernels::gemm, c, 1.0f, 0.0f, nan_c, 5) == 0);
-      CHECK(mismatches(kernels::gemm, c, 1.0f, 1.0f, random_values(c.M * c.ldc(), 6), 5) == 0);
+      CHECK(gemm_mismatches(kernels::gemm, c, 1.0f, 0.0f, nan_c, 5) == 0);
+      CHECK(gemm_mismatches(kernels::gemm, c, 1.0f, 1.0f, random_values(c.M * c.ldc(), 6), 5) == 0);
     }
   // One row takes the path from kSmallGemmOneRowMinWork weights on, two rows only above
   // kSmallGemmMinWork multiply-adds.

@@ -23,21 +23,31 @@ namespace payless::kernels {
 //   float's rounding), and 2^n is written straight into the exponent bits.
 // Below -87.33 (exp(x) < FLT_MIN) it returns 0; above 88.37 it returns +inf (the last 0.35 below
 // the true overflow at 88.72 is given up to keep 2^n a normal float). NaN stays NaN.
-inline float fast_exp(float x) {
-  constexpr float kLow = -87.33f, kHigh = 88.37f;
+// Written once for a float (fast_exp) and for 16 of them (fast_exp_lanes, for the short rows of
+// attention, where a loop over 16 or 32 values left to `omp simd` spends more on its prologue,
+// epilogue and masks than on the exps): V is float or Lanes16, Bits the unsigned integers of the
+// same shape. `V{} + c` is the constant c in every lane. The same steps give the same bits lane
+// by lane, which the tests check.
+// (Built without AVX-512, GCC warns that a 64-byte vector is returned differently; all of this is
+// inlined, so no call crosses that difference.)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wpsabi"
+template <typename V, typename Bits>
+inline V fast_exp_steps(V x) {
+  const V low = V{} + -87.33f, high = V{} + 88.37f;
   constexpr float kLog2e = 1.44269504088896341f;
   // ln2 split in two: n·kLn2Hi is exact in float (kLn2Hi has few mantissa bits), so r keeps its
   // low digits.
   constexpr float kLn2Hi = 0.693359375f, kLn2Lo = -2.12194440e-4f;
   // Adding 1.5·2^23 rounds to an integer that lands in the low mantissa bits of the sum.
   constexpr float kRound = 12582912.0f;
-  float xc = x < kLow ? kLow : x;
-  xc = xc > kHigh ? kHigh : xc;  // written as compares so NaN passes through
-  float t = xc * kLog2e + kRound;
-  float n = t - kRound;  // round(x / ln2)
-  float r = xc - n * kLn2Hi;
+  V xc = x < low ? low : x;
+  xc = xc > high ? high : xc;  // written as compares so NaN passes through
+  const V t = xc * kLog2e + kRound;
+  const V n = t - kRound;  // round(x / ln2)
+  V r = xc - n * kLn2Hi;
   r = r - n * kLn2Lo;
-  float p = 1.0f / 5040.0f;
+  V p = V{} + 1.0f / 5040.0f;
   p = p * r + 1.0f / 720.0f;
   p = p * r + 1.0f / 120.0f;
   p = p * r + 1.0f / 24.0f;
@@ -46,53 +56,20 @@ inline float fast_exp(float x) {
   p = p * r + 1.0f;
   p = p * r + 1.0f;
   // The low 9 bits of t's bit pattern hold n (mod 512); n + 127 in [1, 254] is 2^n's exponent.
-  uint32_t bits;
+  Bits bits;
   std::memcpy(&bits, &t, sizeof bits);
   bits = (bits + 127u) << 23;
-  float two_n;
+  V two_n;
   std::memcpy(&two_n, &bits, sizeof two_n);
-  float y = p * two_n;
-  y = x < kLow ? 0.0f : y;
-  return x > kHigh ? std::numeric_limits<float>::infinity() : y;
+  V y = p * two_n;
+  y = x < low ? V{} : y;
+  return x > high ? V{} + std::numeric_limits<float>::infinity() : y;
 }
 
-// fast_exp on 16 lanes at once, the same steps lane by lane (so the same bits as fast_exp, which
-// the tests check): for the short rows of attention, where a loop over 16 or 32 values left to
-// `omp simd` spends more on its prologue, epilogue and masks than on the exps.
-// (Built without AVX-512, GCC warns that a 64-byte vector is returned differently; this is
-// inlined, so no call crosses that difference.)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wpsabi"
-inline Lanes16 fast_exp_lanes(Lanes16 x) {
-  typedef uint32_t Bits16 __attribute__((vector_size(64)));
-  constexpr float kLow = -87.33f, kHigh = 88.37f;
-  constexpr float kLog2e = 1.44269504088896341f;
-  constexpr float kLn2Hi = 0.693359375f, kLn2Lo = -2.12194440e-4f;
-  constexpr float kRound = 12582912.0f;
-  const Lanes16 low = Lanes16{} + kLow, high = Lanes16{} + kHigh;
-  Lanes16 xc = x < low ? low : x;
-  xc = xc > high ? high : xc;
-  Lanes16 t = xc * kLog2e + kRound;
-  Lanes16 n = t - kRound;
-  Lanes16 r = xc - n * kLn2Hi;
-  r = r - n * kLn2Lo;
-  Lanes16 p = Lanes16{} + 1.0f / 5040.0f;
-  p = p * r + 1.0f / 720.0f;
-  p = p * r + 1.0f / 120.0f;
-  p = p * r + 1.0f / 24.0f;
-  p = p * r + 1.0f / 6.0f;
-  p = p * r + 0.5f;
-  p = p * r + 1.0f;
-  p = p * r + 1.0f;
-  Bits16 bits;
-  std::memcpy(&bits, &t, sizeof bits);
-  bits = (bits + 127u) << 23;
-  Lanes16 two_n;
-  std::memcpy(&two_n, &bits, sizeof two_n);
-  Lanes16 y = p * two_n;
-  y = x < low ? Lanes16{} : y;
-  return x > high ? Lanes16{} + std::numeric_limits<float>::infinity() : y;
-}
+inline float fast_exp(float x) { return fast_exp_steps<float, uint32_t>(x); }
+
+typedef uint32_t Bits16 __attribute__((vector_size(64)));
+inline Lanes16 fast_exp_lanes(Lanes16 x) { return fast_exp_steps<Lanes16, Bits16>(x); }
 #pragma GCC diagnostic pop
 
 // y = softmax(x) per row:  y[v] = exp(x[v] − m) / Σ_u exp(x[u] − m),  m = max_u x[u].
