@@ -360,6 +360,14 @@ void nn_column_block(int64_t M, int64_t K, float alpha, const float* A, int64_t 
   }
 }
 
+// x (rows, cols) with row stride ld, copied transposed into out (cols, rows), contiguous.
+const float* transposed(const float* x, int64_t rows, int64_t cols, int64_t ld, std::vector<float>& out) {
+  out.resize(static_cast<size_t>(rows * cols));
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) out[c * rows + r] = x[r * ld + c];
+  return out.data();
+}
+
 // The small-M path. op(A) transposed is first copied into (M, K) rows: M·K values, small next to
 // the N·K of B that the product streams.
 void gemm_small_m(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
@@ -367,10 +375,7 @@ void gemm_small_m(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, f
                   int64_t ldc) {
   thread_local std::vector<float> packed_a;
   if (trans_a) {
-    packed_a.resize(static_cast<size_t>(M * K));
-    for (int64_t k = 0; k < K; ++k)
-      for (int64_t i = 0; i < M; ++i) packed_a[i * K + k] = A[k * lda + i];
-    A = packed_a.data();
+    A = transposed(A, K, M, lda, packed_a);
     lda = K;
   }
   // The columns are split over threads, never the k sum: every C[i, j] comes out with the same
@@ -427,10 +432,7 @@ void gemm_small_b(bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, co
                   int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
   thread_local std::vector<float> b_rows;  // (K, N): op(B) when B is stored (N, K)
   if (trans_b) {
-    b_rows.resize(static_cast<size_t>(K * N));
-    for (int64_t j = 0; j < N; ++j)
-      for (int64_t k = 0; k < K; ++k) b_rows[k * N + j] = B[j * ldb + k];
-    B = b_rows.data();
+    B = transposed(B, N, K, ldb, b_rows);
     ldb = N;
   }
   const int64_t width = kNnVectors * kLanes, blocks = (M + kSmallBRowBlock - 1) / kSmallBRowBlock;
