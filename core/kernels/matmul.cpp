@@ -454,7 +454,7 @@ constexpr int64_t kSmallCSlice = 256;
 constexpr int64_t kSmallCRowBlock = 16;
 
 void gemm_small_c(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
-                      const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+                  const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
   const int64_t width = kNnVectors * kLanes, blocks = (M + kSmallCRowBlock - 1) / kSmallCRowBlock;
   auto row_block = [&](int64_t blk) {
     const int64_t i0 = blk * kSmallCRowBlock, rows = std::min(kSmallCRowBlock, M - i0);
@@ -463,8 +463,8 @@ void gemm_small_c(int64_t M, int64_t N, int64_t K, float alpha, const float* A, 
       // The first slice applies beta; the others add to what the earlier ones left.
       const float slice_beta = k0 == 0 ? beta : 1.0f;
       for (int64_t j0 = 0; j0 < N; j0 += width)
-        nn_column_block<true>(rows, slice, alpha, A + k0 * lda + i0, lda, B + k0 * ldb, ldb, slice_beta,
-                              C + i0 * ldc, ldc, j0, std::min(width, N - j0));
+        nn_column_block<true>(rows, slice, alpha, A + k0 * lda + i0, lda, B + k0 * ldb, ldb,
+                              slice_beta, C + i0 * ldc, ldc, j0, std::min(width, N - j0));
     }
   };
   run_blocks(blocks, row_block);
