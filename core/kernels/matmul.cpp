@@ -408,18 +408,6 @@ void gemm_small_m(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, f
   }
 }
 
-// block(b) for every b in [0, blocks): shared over the threads through parallel_chunks when there
-// are several of both (the helpers stay awake between the products of a training step as of a
-// decoding step), else in order on this thread.
-template <typename F>
-void run_blocks(int64_t blocks, const F& block) {
-  if (num_threads() > 1 && blocks > 1) {
-    parallel_chunks(blocks, block);
-  } else {
-    for (int64_t b = 0; b < blocks; ++b) block(b);
-  }
-}
-
 // The small-B path: many rows of A against a B of at most kSmallBMaxElements (a small layer's
 // weight). op(B) stored (N, K) is first turned to (K, N) rows, N·K values read once against the
 // M·N·K of the product, and every product then runs on nn_tile, which reads A in place and keeps
@@ -442,7 +430,7 @@ void gemm_small_b(bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, co
       nn_column_block(rows, K, alpha, A + i0 * lda, lda, B, ldb, beta, C + i0 * ldc, ldc, j0,
                       std::min(width, N - j0));
   };
-  run_blocks(blocks, row_block);
+  parallel_chunks(blocks, row_block);  // in order on this thread when there is one
 }
 
 // The small-C path: C (M, N) = alpha · Aᵀ · B + beta · C with A stored (K, M), B stored (K, N),
@@ -467,7 +455,7 @@ void gemm_small_c(int64_t M, int64_t N, int64_t K, float alpha, const float* A, 
                               slice_beta, C + i0 * ldc, ldc, j0, std::min(width, N - j0));
     }
   };
-  run_blocks(blocks, row_block);
+  parallel_chunks(blocks, row_block);  // in order on this thread when there is one
 }
 
 #endif  // PAYLESS_SMALL_M_GEMM
