@@ -250,14 +250,36 @@ inline void store_tile(__m512 dots, float* C, int64_t ldc, int64_t cols, float a
   }
 }
 
+// Asks for rows[first, last) (K values each) to come into L2.
+inline void prefetch_rows(const float* const* rows, int64_t first, int64_t last, int64_t K) {
+  for (int64_t t = first; t < last; ++t)
+    for (int64_t k = 0; k < K; k += kLanes)
+      _mm_prefetch(reinterpret_cast<const char*>(rows[t] + k), _MM_HINT_T1);
+}
+
 // Columns [j0, j0 + cols) of C (cols <= 16) for all M rows. b[0..16) are the B rows of those
-// columns (the ones past `cols` repeat the last real row; computed, never stored).
+// columns (the ones past `cols` repeat the last real row; computed, never stored). next[0..
+// next_rows), if given, are the B rows of the column block to come, asked into L2 meanwhile.
+//
+// Why the prefetch: with more than kStreamMaxRows rows a block's B rows are first read by the
+// tiles of the first four rows, four rows of B at once, and those tiles waited on memory. Timed
+// alone at 32 rows, the 8000 x 256 output layer ran at 60-71 GFLOP/s where a 512 x 256 B that
+// stays in L2 ran at 100; fetching the next block while this one computes took the output layer
+// to 79-83 GFLOP/s with B coming from memory and 84-97 from L3, and a batch-32 step of the small
+// models 12-25% faster (docs/benchmarks.md, eighth round). Each group of four rows asks for its
+// share of the next block's rows, so that the requests spread over the block.
 template <int P>
 void nt_rows(int64_t M, int64_t K, float alpha, const float* A, int64_t lda, const float* const* b,
-             float beta, float* C, int64_t ldc, int64_t j0, int64_t cols) {
+             float beta, float* C, int64_t ldc, int64_t j0, int64_t cols,
+             const float* const* next = nullptr, int64_t next_rows = 0) {
   const float* a[4];
   int64_t i = 0;
+  const int64_t groups = M / 4;
   for (; i + 4 <= M; i += 4) {
+    if (next) {
+      const int64_t g = i / 4;
+      prefetch_rows(next, g * next_rows / groups, (g + 1) * next_rows / groups, K);
+    }
     for (int r = 0; r < 4; ++r) a[r] = A + (i + r) * lda;
     for (int64_t jj = 0; jj < cols; jj += 4)
       store_tile<4, 4>(dot_tile<4, 4, P>(a, b + jj, K), C + i * ldc + j0 + jj, ldc,
@@ -280,10 +302,12 @@ void nt_rows(int64_t M, int64_t K, float alpha, const float* A, int64_t lda, con
 // Products of up to this many rows read B one row at a time (P = 1 in dot_tile).
 constexpr int64_t kStreamMaxRows = 4;
 
+// With P = 1 the rows stream with prefetches of their own (see dot_tile), so `next` is for P = 4.
 void nt_column_block(int64_t M, int64_t K, float alpha, const float* A, int64_t lda,
-                     const float* const* b, float beta, float* C, int64_t ldc, int64_t j0, int64_t cols) {
+                     const float* const* b, float beta, float* C, int64_t ldc, int64_t j0,
+                     int64_t cols, const float* const* next, int64_t next_rows) {
   if (M <= kStreamMaxRows) nt_rows<1>(M, K, alpha, A, lda, b, beta, C, ldc, j0, cols);
-  else nt_rows<4>(M, K, alpha, A, lda, b, beta, C, ldc, j0, cols);
+  else nt_rows<4>(M, K, alpha, A, lda, b, beta, C, ldc, j0, cols, next, next_rows);
 }
 
 // ---- C = alpha · A · B + beta · C with B stored (K, N): row i of C is Σ_k A[i, k] · B[k, :].
@@ -382,12 +406,19 @@ void gemm_small_m(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, f
   // bits at any thread count. Small products stay on one thread (see kSmallGemmParallelWork).
   const bool parallel = M * N * K >= kSmallGemmParallelWork && num_threads() > 1;
   const int64_t width = trans_b ? kLanes : kNnVectors * kLanes, blocks = (N + width - 1) / width;
-  auto column_block = [&](int64_t blk) {
+  // fetch_next: the same thread does block blk + 1 next (B's rows for it may be fetched now).
+  auto column_block = [&](int64_t blk, bool fetch_next) {
     const int64_t j0 = blk * width, cols = std::min(width, N - j0);
     if (trans_b) {
       const float* b[kLanes];
-      for (int64_t t = 0; t < kLanes; ++t) b[t] = B + std::min(j0 + t, N - 1) * ldb;
-      nt_column_block(M, K, alpha, A, lda, b, beta, C, ldc, j0, cols);
+      const float* next[kLanes];
+      for (int64_t t = 0; t < kLanes; ++t) {
+        b[t] = B + std::min(j0 + t, N - 1) * ldb;
+        next[t] = B + std::min(j0 + width + t, N - 1) * ldb;
+      }
+      const int64_t next_rows = fetch_next ? std::min(width, N - j0 - width) : 0;
+      nt_column_block(M, K, alpha, A, lda, b, beta, C, ldc, j0, cols, next_rows > 0 ? next : nullptr,
+                      next_rows);
     } else {
       nn_column_block(M, K, alpha, A, lda, B, ldb, beta, C, ldc, j0, cols);
     }
@@ -396,15 +427,20 @@ void gemm_small_m(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, f
   // of these products one after another, and parallel_chunks' helpers stay awake between them
   // where an OpenMP region wakes its threads anew each time (see core/parallel.h). A chunk is
   // whole column blocks, at least kSmallGemmChunkWork multiply-adds, so that handing it out costs
-  // little next to running it.
+  // little next to running it. Where the blocks fetch the next one's B rows (x·Wᵀ with more than
+  // kStreamMaxRows rows), a chunk is also up to 8 blocks (while there are at least 4 chunks per
+  // thread), so that the prefetch has a next block on the same thread most of the time.
   if (parallel && blocks > 1) {
     const int64_t block_work = M * width * K;
-    const int64_t per_chunk = (kSmallGemmChunkWork + block_work - 1) / block_work;
+    int64_t per_chunk = (kSmallGemmChunkWork + block_work - 1) / block_work;
+    if (trans_b && M > kStreamMaxRows)
+      per_chunk = std::max(per_chunk, std::min<int64_t>(8, blocks / (4 * num_threads())));
     parallel_chunks((blocks + per_chunk - 1) / per_chunk, [&](int64_t c) {
-      for (int64_t blk = c * per_chunk; blk < std::min(blocks, (c + 1) * per_chunk); ++blk) column_block(blk);
+      const int64_t end = std::min(blocks, (c + 1) * per_chunk);
+      for (int64_t blk = c * per_chunk; blk < end; ++blk) column_block(blk, blk + 1 < end);
     });
   } else {
-    for (int64_t blk = 0; blk < blocks; ++blk) column_block(blk);
+    for (int64_t blk = 0; blk < blocks; ++blk) column_block(blk, blk + 1 < blocks);
   }
 }
 
