@@ -109,9 +109,14 @@ __attribute__((always_inline)) inline __m512 sum_lanes_16(const __m512 v[16]) {
 // flight meanwhile. The far prefetch keeps many in flight from the first row on: the iwslt
 // decoder's products read its weights at 33-39 GB/s instead of 29-34 (one thread, greedy,
 // 50-token sentences, three interleaved runs each; 1 to 4 KB ahead all did as well, 8 KB was
-// slower).
-constexpr int64_t kPrefetchFloats = 64;       // 256 bytes ahead, into L1
-constexpr int64_t kFarPrefetchFloats = 512;   // 2 KB ahead, into L2
+// slower). A tile of 2 or 4 rows (beam 4 at batch 1) asks 8 KB ahead instead: it spends 2-4
+// times as long on each line, and there 2 KB ahead left the stream behind. The 8000 x 256 output
+// layer at four rows, weights from memory (timed alone), took 0.34-0.37 ms instead of 0.45
+// (4 KB ahead: 0.43-0.44, 16 KB: 0.38-0.43); the beam steps of small and iwslt translation are in
+// the eighth round of docs/benchmarks.md.
+constexpr int64_t kPrefetchFloats = 64;            // 256 bytes ahead, into L1
+constexpr int64_t kFarPrefetchFloats = 512;        // 2 KB ahead, into L2
+constexpr int64_t kFarPrefetchFloatsRows = 2048;   // 8 KB ahead, into L2, for 2 or 4 rows of A
 
 template <int MR, int NR, int P>
 __m512 dot_tile(const float* const* a, const float* const* b, int64_t K) {
@@ -139,7 +144,8 @@ __m512 dot_tile(const float* const* a, const float* const* b, int64_t K) {
       // instead of 8: half its speed, measured.
       if (P == 1) {
         _mm_prefetch(reinterpret_cast<const char*>(bp[0] + k + kPrefetchFloats), _MM_HINT_T0);
-        _mm_prefetch(reinterpret_cast<const char*>(bp[0] + k + kFarPrefetchFloats), _MM_HINT_T1);
+        constexpr int64_t far = MR > 1 ? kFarPrefetchFloatsRows : kFarPrefetchFloats;
+        _mm_prefetch(reinterpret_cast<const char*>(bp[0] + k + far), _MM_HINT_T1);
       }
 #pragma GCC unroll 16
       for (int j = 0; j < P; ++j) {
