@@ -269,11 +269,11 @@ inline void prefetch_rows(const float* const* rows, int64_t first, int64_t last,
 //
 // Why the prefetch: with more than kStreamMaxRows rows a block's B rows are first read by the
 // tiles of the first four rows, four rows of B at once, and those tiles waited on memory. Timed
-// alone at 32 rows, the 8000 x 256 output layer ran at 60-71 GFLOP/s where a 512 x 256 B that
+// alone at 32 rows, the 8000 x 256 output layer ran at 59-71 GFLOP/s where a 512 x 256 B that
 // stays in L2 ran at 100; fetching the next block while this one computes took the output layer
-// to 79-83 GFLOP/s with B coming from memory and 84-97 from L3, and a batch-32 step of the small
-// models 12-25% faster (docs/benchmarks.md, eighth round). Each group of four rows asks for its
-// share of the next block's rows, so that the requests spread over the block.
+// to 78-83 GFLOP/s with B coming from memory and 82-98 from L3, and a greedy batch-32 step of the
+// small models 17-23% faster at one thread (docs/benchmarks.md, eighth round). Each group of four
+// rows asks for its share of the next block's rows, so that the requests spread over the block.
 template <int P>
 void nt_rows(int64_t M, int64_t K, float alpha, const float* A, int64_t lda, const float* const* b,
              float beta, float* C, int64_t ldc, int64_t j0, int64_t cols,
