@@ -308,7 +308,7 @@ void nt_rows(int64_t M, int64_t K, float alpha, const float* A, int64_t lda, con
 // Products of up to this many rows read B one row at a time (P = 1 in dot_tile).
 constexpr int64_t kStreamMaxRows = 4;
 
-// With P = 1 the rows stream with prefetches of their own (see dot_tile), so `next` is for P = 4.
+// With P = 1 the rows stream with prefetches of their own (see dot_tile): `next` is for P = 4.
 void nt_column_block(int64_t M, int64_t K, float alpha, const float* A, int64_t lda,
                      const float* const* b, float beta, float* C, int64_t ldc, int64_t j0,
                      int64_t cols, const float* const* next, int64_t next_rows) {
@@ -417,12 +417,10 @@ void gemm_small_m(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, f
     const int64_t j0 = blk * width, cols = std::min(width, N - j0);
     if (trans_b) {
       const float* b[kLanes];
+      for (int64_t t = 0; t < kLanes; ++t) b[t] = B + std::min(j0 + t, N - 1) * ldb;
       const float* next[kLanes];
-      for (int64_t t = 0; t < kLanes; ++t) {
-        b[t] = B + std::min(j0 + t, N - 1) * ldb;
-        next[t] = B + std::min(j0 + width + t, N - 1) * ldb;
-      }
-      const int64_t next_rows = fetch_next ? std::min(width, N - j0 - width) : 0;
+      const int64_t next_rows = fetch_next && M > kStreamMaxRows ? std::min(width, N - j0 - width) : 0;
+      for (int64_t t = 0; t < next_rows; ++t) next[t] = B + (j0 + width + t) * ldb;
       nt_column_block(M, K, alpha, A, lda, b, beta, C, ldc, j0, cols, next_rows > 0 ? next : nullptr,
                       next_rows);
     } else {
